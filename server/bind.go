@@ -1,0 +1,104 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"time"
+
+	"github.com/socks6/socks6/internal/relay"
+	"github.com/socks6/socks6/proto"
+)
+
+var errBindPeer = errors.New("incoming connection from an unexpected address")
+
+// bind serves BIND (RFC 1928 section 4): listen on the address the client
+// reached us on, send the first reply with that address, wait for one
+// incoming connection, send the second reply with the caller's address,
+// then relay. When DST.ADDR names an IP, only a caller from that IP is
+// accepted, as the RFC suggests; others are closed and waiting goes on.
+func (ss *session) bind(ctx context.Context) error {
+	local := addrPortOf(ss.c.LocalAddr())
+	lc := net.ListenConfig{}
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(local.Addr().Unmap().String(), "0"))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	tl := ln.(*net.TCPListener)
+	bound := addrPortOf(ln.Addr())
+	ss.bound = bound.String()
+	if err := ss.writeReply(proto.ReplySucceeded, proto.AddrFromAddrPort(bound)); err != nil {
+		return err
+	}
+
+	// While waiting, a closed control connection ends the wait: watch it
+	// with a one-byte read that the accept below cancels.
+	deadline := time.Now().Add(ss.s.bindTimeout())
+	ss.c.SetDeadline(time.Time{})
+	watchDone := make(chan error, 1)
+	var early [1]byte
+	var earlyN int
+	go func() {
+		n, err := ss.c.Read(early[:])
+		earlyN = n
+		if err == nil {
+			err = errors.New("client sent data before the second reply")
+		}
+		tl.Close()
+		watchDone <- err
+	}()
+	stopWatch := func() error {
+		ss.c.SetReadDeadline(time.Unix(1, 0))
+		err := <-watchDone
+		ss.c.SetReadDeadline(time.Time{})
+		return err
+	}
+
+	tl.SetDeadline(deadline)
+	want := ss.req.Target.IP.Unmap()
+	var peer net.Conn
+	for {
+		c, err := tl.AcceptTCP()
+		if err != nil {
+			werr := stopWatch()
+			if werr != nil && !errors.Is(werr, os.ErrDeadlineExceeded) && earlyN == 0 {
+				return werr // the client went away
+			}
+			return ss.secondReplyFail(err)
+		}
+		p := addrPortOf(c.RemoteAddr()).Addr().Unmap()
+		if ss.req.Target.FQDN == "" && want.IsValid() && !want.IsUnspecified() && p != want {
+			c.Close()
+			continue
+		}
+		peer = c
+		break
+	}
+	if err := stopWatch(); earlyN > 0 {
+		peer.Close()
+		return err
+	}
+	pa := addrPortOf(peer.RemoteAddr())
+	if err := ss.writeReply(proto.ReplySucceeded, proto.AddrFromAddrPort(pa)); err != nil {
+		peer.Close()
+		return err
+	}
+	ln.Close()
+	st, err := relay.Relay(ss.c, peer, ss.s.idleTimeout(), nil)
+	ss.up, ss.down = st.Up, st.Down
+	return err
+}
+
+// secondReplyFail sends the second BIND reply as a failure.
+func (ss *session) secondReplyFail(err error) error {
+	code := replyCode(err)
+	if errors.Is(err, net.ErrClosed) {
+		code = proto.ReplyGeneralFailure
+	}
+	if werr := ss.writeReply(code, proto.Addr{}); werr != nil {
+		return errors.Join(err, werr)
+	}
+	return replyErr(code, err)
+}

@@ -1,0 +1,109 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/socks6/socks6/internal/relay"
+	"github.com/socks6/socks6/proto"
+)
+
+var errNoAllowedAddr = &ReplyError{Code: proto.ReplyNotAllowed, Err: errors.New("no resolved address is allowed")}
+
+// resolve returns the addresses for the request's target that guard and
+// policy allow, in the resolver's order of preference.
+func (ss *session) resolve(ctx context.Context) ([]netip.Addr, error) {
+	t := ss.req.Target
+	if t.FQDN == "" {
+		return []netip.Addr{t.IP.Unmap()}, nil
+	}
+	var r interface {
+		LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+	} = net.DefaultResolver
+	if ss.s.Resolver != nil {
+		r = ss.s.Resolver
+	}
+	ips, err := r.LookupNetIP(ctx, "ip", t.FQDN)
+	if err != nil {
+		return nil, err
+	}
+	allowed := ips[:0]
+	var refused error
+	for _, ip := range ips {
+		if err := ss.allowIP(ctx, ip); err != nil {
+			refused = err
+			continue
+		}
+		allowed = append(allowed, ip.Unmap())
+	}
+	if len(allowed) == 0 {
+		if refused != nil {
+			return nil, refused
+		}
+		return nil, errNoAllowedAddr
+	}
+	return allowed, nil
+}
+
+// dialTarget resolves and connects, trying each allowed address in turn
+// with an equal share of the remaining time (as net.Dialer does).
+func (ss *session) dialTarget(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, ss.s.dialTimeout())
+	defer cancel()
+	ips, err := ss.resolve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dial := ss.s.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	port := strconv.Itoa(int(ss.req.Target.Port))
+	var first error
+	for i, ip := range ips {
+		actx := ctx
+		if dl, ok := ctx.Deadline(); ok && len(ips)-i > 1 {
+			share := time.Until(dl) / time.Duration(len(ips)-i)
+			if share < 2*time.Second && time.Until(dl) > 2*time.Second {
+				share = 2 * time.Second
+			}
+			var c context.CancelFunc
+			actx, c = context.WithTimeout(ctx, share)
+			defer c()
+		}
+		conn, err := dial(actx, "tcp", net.JoinHostPort(ip.String(), port))
+		if err == nil {
+			return conn, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, first
+}
+
+// connect serves CONNECT: dial, reply with the bound address, relay.
+func (ss *session) connect(ctx context.Context, early []byte) error {
+	target, err := ss.dialTarget(ctx)
+	if err != nil {
+		return err
+	}
+	bound := addrPortOf(target.LocalAddr())
+	ss.bound = bound.String()
+	if err := ss.writeReply(proto.ReplySucceeded, proto.AddrFromAddrPort(bound)); err != nil {
+		target.Close()
+		return err
+	}
+	ss.c.SetDeadline(time.Time{})
+	st, err := relay.Relay(ss.c, target, ss.s.idleTimeout(), early)
+	ss.up, ss.down = st.Up, st.Down
+	return err
+}

@@ -1,0 +1,18 @@
+// Package server is the socks6 gateway: it accepts SOCKS5 connections
+// (RFC 1928, with username/password authentication from RFC 1929) and
+// serves CONNECT, BIND and UDP ASSOCIATE.
+//
+// A session runs accept → greeting → authentication → request → policy
+// and limits → command → relay, each stage before the relay under a
+// deadline. Command handlers return errors; one boundary in the session
+// turns an error into the reply code the client sees (see [ReplyError])
+// and writes one audit record per session through log/slog.
+//
+// Users, policy and limits live in a snapshot that [Server.Reload] swaps
+// atomically: sessions already running keep the snapshot they started
+// with, new sessions get the new one.
+//
+// The package reads no files, flags or environment; cmd/socks6d does that
+// and hands the result to a [Server]. A Server's methods are safe for
+// concurrent use. Serve owns the connections it accepts and closes them.
+package server

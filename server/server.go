@@ -1,0 +1,302 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Settings are the parts of a gateway's configuration that Reload can
+// replace while it runs: who may log in, what they may do, how much.
+type Settings struct {
+	// Auth verifies usernames and passwords. Nil means no authentication:
+	// the gateway selects "no authentication required".
+	Auth Authenticator
+	// Policy decides each request. Nil allows everything the Guard allows.
+	Policy Policy
+	// Guard refuses targets internal to the gateway (loopback, link-local,
+	// its own addresses) unless it allows them. Its zero value refuses all.
+	Guard Guard
+	// Limits caps sessions; see Limits for zero values.
+	Limits Limits
+}
+
+// A Server is a SOCKS5 gateway. Its zero value serves CONNECT, BIND and
+// UDP ASSOCIATE without authentication, refuses internal targets, and uses
+// default timeouts and limits. Exported fields must not change after Serve
+// is called; use Reload for Settings.
+type Server struct {
+	// Settings are the initial users, policy, guard and limits.
+	Settings Settings
+
+	// HandshakeTimeout bounds each stage before the relay: greeting,
+	// authentication, request and the reply. Zero means 10s.
+	HandshakeTimeout time.Duration
+	// DialTimeout bounds resolving and connecting to a target. Zero means
+	// 10s.
+	DialTimeout time.Duration
+	// BindTimeout bounds how long BIND waits for the incoming connection.
+	// Zero means 10s.
+	BindTimeout time.Duration
+	// IdleTimeout ends a relay (TCP or UDP) after no bytes have moved for
+	// this long; it resets on progress. Zero means 5m; negative means none.
+	IdleTimeout time.Duration
+
+	// Dial opens outbound TCP connections to a resolved address. Nil means
+	// a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Resolver looks up domain-name targets. Nil means net.DefaultResolver.
+	Resolver interface {
+		LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+	}
+	// Logger receives lifecycle logs and one audit record per session
+	// (message "session"). Nil means slog.Default().
+	Logger *slog.Logger
+
+	settings atomic.Pointer[Settings]
+	initOnce sync.Once
+	hsSem    chan struct{} // handshake slots
+	counts   counters
+
+	mu        sync.Mutex
+	listeners map[*net.Listener]struct{}
+	conns     map[net.Conn]struct{} // every connection a session owns
+	shutdown  atomic.Bool
+	sessions  sync.WaitGroup
+	idleWake  chan struct{} // closed on Shutdown/Close
+
+	selfMu   sync.Mutex
+	selfAt   time.Time
+	selfAddr []netip.Addr
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("socks6: server closed")
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		if s.settings.Load() == nil {
+			st := s.Settings
+			s.settings.Store(&st)
+		}
+		lim := s.Settings.Limits.withDefaults()
+		if lim.Handshakes > 0 {
+			s.hsSem = make(chan struct{}, lim.Handshakes)
+		}
+		s.listeners = make(map[*net.Listener]struct{})
+		s.conns = make(map[net.Conn]struct{})
+		s.idleWake = make(chan struct{})
+	})
+}
+
+// Reload replaces users, policy, guard and limits for sessions that start
+// from now on; running sessions keep what they started with. The
+// handshake limit is fixed at the first Serve and does not change.
+func (s *Server) Reload(st Settings) {
+	s.init()
+	s.settings.Store(&st)
+}
+
+// Sessions returns the number of sessions currently counted against the
+// limits.
+func (s *Server) Sessions() int { return s.counts.count() }
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func durOr(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+func (s *Server) handshakeTimeout() time.Duration { return durOr(s.HandshakeTimeout, 10*time.Second) }
+func (s *Server) dialTimeout() time.Duration      { return durOr(s.DialTimeout, 10*time.Second) }
+func (s *Server) bindTimeout() time.Duration      { return durOr(s.BindTimeout, 10*time.Second) }
+func (s *Server) idleTimeout() time.Duration {
+	d := durOr(s.IdleTimeout, 5*time.Minute)
+	if d < 0 {
+		return 0
+	}
+	return d
+}
+
+// ListenAndServe listens on the TCP address addr and serves it.
+func (s *Server) ListenAndServe(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ln)
+}
+
+// Serve accepts connections on ln and serves each in its own goroutine
+// until ln fails or the server is shut down; it closes ln before
+// returning and returns ErrServerClosed after Shutdown or Close. Temporary
+// accept errors such as running out of file descriptors back off from 5ms
+// to 1s instead of ending the server.
+func (s *Server) Serve(ln net.Listener) error {
+	s.init()
+	if s.shutdown.Load() {
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.mu.Lock()
+	s.listeners[&ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, &ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+	var backoff time.Duration
+	for {
+		if s.hsSem != nil {
+			select {
+			case s.hsSem <- struct{}{}:
+			case <-s.idleWake:
+				return ErrServerClosed
+			}
+		}
+		c, err := ln.Accept()
+		if err != nil {
+			s.releaseHandshake()
+			if s.shutdown.Load() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff *= 2; backoff > time.Second {
+				backoff = time.Second
+			}
+			s.logger().Warn("accept failed; backing off", "err", err, "backoff", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.idleWake:
+				t.Stop()
+				return ErrServerClosed
+			}
+			continue
+		}
+		backoff = 0
+		if !s.track(c) {
+			c.Close()
+			s.releaseHandshake()
+			return ErrServerClosed
+		}
+		s.sessions.Add(1)
+		go s.serveConn(c)
+	}
+}
+
+func (s *Server) releaseHandshake() {
+	if s.hsSem != nil {
+		<-s.hsSem
+	}
+}
+
+// track registers c so that Close can end it; it fails once shut down.
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, then waits for running sessions to end until
+// ctx is done, at which point it closes them as Close does. It returns
+// ctx.Err() if sessions had to be cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.stopAccepting()
+	done := make(chan struct{})
+	go func() {
+		s.sessions.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.closeConns()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close stops accepting and closes every session's connections at once,
+// then waits for the sessions' goroutines to finish.
+func (s *Server) Close() error {
+	s.init()
+	s.stopAccepting()
+	s.closeConns()
+	s.sessions.Wait()
+	return nil
+}
+
+func (s *Server) stopAccepting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown.Swap(true) {
+		return
+	}
+	close(s.idleWake)
+	for ln := range s.listeners {
+		(*ln).Close()
+	}
+}
+
+func (s *Server) closeConns() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
+// selfAddrs returns the host's interface addresses, cached for 5 seconds.
+func (s *Server) selfAddrs() []netip.Addr {
+	s.selfMu.Lock()
+	defer s.selfMu.Unlock()
+	if time.Since(s.selfAt) < 5*time.Second && s.selfAt != (time.Time{}) {
+		return s.selfAddr
+	}
+	s.selfAt = time.Now()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return s.selfAddr
+	}
+	// A new slice each time: callers may still be reading the old one.
+	self := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			self = append(self, p.Addr().Unmap())
+		}
+	}
+	s.selfAddr = self
+	return self
+}

@@ -1,0 +1,292 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/socks6/socks6/proto"
+)
+
+// hsBufSize holds the largest pipelined handshake: a greeting (257), a
+// username/password request (513) and a request (262), plus early data.
+const hsBufSize = 2048
+
+var hsBufPool = sync.Pool{New: func() any { return new([hsBufSize]byte) }}
+
+// hsReader reads handshake messages from a connection through a pooled
+// buffer, so a pipelined client's greeting, credentials and request cost
+// one read.
+type hsReader struct {
+	c    net.Conn
+	buf  *[hsBufSize]byte
+	r, w int
+}
+
+// next parses one message from the buffer, reading more as needed.
+func next[T any](h *hsReader, parse func([]byte) (T, int, error)) (T, error) {
+	for {
+		v, n, err := parse(h.buf[h.r:h.w])
+		if err == nil {
+			h.r += n
+			return v, nil
+		}
+		if !errors.Is(err, proto.ErrShortBuffer) {
+			return v, err
+		}
+		if h.w == len(h.buf) {
+			if h.r == 0 {
+				return v, proto.ErrTooLong
+			}
+			h.w = copy(h.buf[:], h.buf[h.r:h.w])
+			h.r = 0
+		}
+		m, rerr := h.c.Read(h.buf[h.w:])
+		h.w += m
+		if rerr != nil && m == 0 {
+			if errors.Is(rerr, io.EOF) && h.w > h.r {
+				rerr = io.ErrUnexpectedEOF
+			}
+			return v, rerr
+		}
+	}
+}
+
+// rest returns a copy of the bytes read past the last message and gives
+// the buffer back to the pool.
+func (h *hsReader) release() []byte {
+	var rest []byte
+	if h.w > h.r {
+		rest = append([]byte(nil), h.buf[h.r:h.w]...)
+	}
+	hsBufPool.Put(h.buf)
+	h.buf = nil
+	return rest
+}
+
+// session is one client connection's state, for the audit record.
+type session struct {
+	s       *Server
+	c       net.Conn
+	st      *Settings
+	client  netip.AddrPort
+	user    string
+	req     Request
+	hasReq  bool
+	replied bool
+	bound   string
+	up      int64
+	down    int64
+	note    string // why the session ended, when not an error
+}
+
+// writeReply sends a reply and records that one was sent.
+func (ss *session) writeReply(code proto.ReplyCode, bound proto.Addr) error {
+	var buf [32 + proto.MaxFQDNLen]byte
+	b, err := proto.Reply{Code: code, Addr: bound}.AppendBinary(buf[:0])
+	if err != nil {
+		return err
+	}
+	ss.replied = true
+	_, err = ss.c.Write(b)
+	return err
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort()
+	case *net.UDPAddr:
+		return a.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// serveConn runs one session from accept to close.
+func (s *Server) serveConn(c net.Conn) {
+	start := time.Now()
+	ss := &session{s: s, c: c, st: s.settings.Load(), client: addrPortOf(c.RemoteAddr())}
+	defer s.sessions.Done()
+	defer s.untrack(c)
+	defer c.Close()
+
+	err := ss.run()
+	code := proto.ReplySucceeded
+	if err != nil {
+		code = replyCode(err)
+	}
+	if !ss.hasReq && err != nil {
+		// Failed before a request: greeting or authentication. Log at
+		// Debug; a flood of garbage must not flood the log.
+		s.logger().LogAttrs(context.Background(), slog.LevelDebug, "handshake failed",
+			slog.String("client", ss.client.String()),
+			slog.String("user", ss.user),
+			slog.Duration("dur", time.Since(start).Round(time.Millisecond)),
+			slog.Any("err", err))
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("client", ss.client.String()),
+		slog.String("user", ss.user),
+		slog.String("cmd", ss.req.Command.String()),
+		slog.String("target", ss.req.Target.String()),
+		slog.String("bound", ss.bound),
+		slog.Int64("bytes_up", ss.up),
+		slog.Int64("bytes_down", ss.down),
+		slog.Duration("dur", time.Since(start).Round(time.Millisecond)),
+		slog.String("reply", code.String()),
+	}
+	if err != nil {
+		attrs = append(attrs, slog.Any("err", err))
+	}
+	s.logger().LogAttrs(context.Background(), slog.LevelInfo, "session", attrs...)
+}
+
+// run is the session boundary: an error returned before a reply was sent
+// becomes the failure reply here and nowhere else.
+func (ss *session) run() error {
+	s := ss.s
+	hsDone := false
+	defer func() {
+		if !hsDone {
+			s.releaseHandshake()
+		}
+	}()
+	deadline := time.Now().Add(s.handshakeTimeout())
+	ss.c.SetDeadline(deadline)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	h := &hsReader{c: ss.c, buf: hsBufPool.Get().(*[hsBufSize]byte)}
+	defer func() {
+		if h.buf != nil {
+			h.release()
+		}
+	}()
+
+	if err := ss.negotiate(ctx, h); err != nil {
+		return err
+	}
+	req, err := next(h, proto.ParseRequest)
+	if err != nil {
+		if errors.Is(err, proto.ErrAddressType) {
+			ss.hasReq = true
+			err = replyErr(proto.ReplyAddressTypeNotSupported, err)
+			return ss.fail(err)
+		}
+		return err
+	}
+	ss.hasReq = true
+	ss.req = Request{User: ss.user, Client: ss.client, Command: req.Command, Target: req.Addr}
+	early := h.release()
+	s.releaseHandshake()
+	hsDone = true
+
+	switch req.Command {
+	case proto.CommandConnect, proto.CommandBind, proto.CommandUDPAssociate:
+	default:
+		return ss.fail(replyErr(proto.ReplyCommandNotSupported, errors.New("unknown command")))
+	}
+	if err := ss.checkPolicy(ctx); err != nil {
+		return ss.fail(err)
+	}
+	lim := ss.st.Limits.withDefaults()
+	clientIP := ss.client.Addr().Unmap()
+	if err := s.counts.acquire(lim, ss.user, clientIP); err != nil {
+		code := proto.ReplyNotAllowed
+		if err == limitErr("sessions") {
+			code = proto.ReplyGeneralFailure
+		}
+		return ss.fail(replyErr(code, err))
+	}
+	defer s.counts.release(ss.user, clientIP)
+
+	switch req.Command {
+	case proto.CommandConnect:
+		err = ss.connect(ctx, early)
+	case proto.CommandBind:
+		err = ss.bind(ctx)
+	case proto.CommandUDPAssociate:
+		err = ss.udpAssociate(ctx)
+	}
+	return ss.fail(err)
+}
+
+// fail sends the failure reply for err if no reply was sent yet.
+func (ss *session) fail(err error) error {
+	if err == nil || ss.replied {
+		return err
+	}
+	if werr := ss.writeReply(replyCode(err), proto.Addr{}); werr != nil {
+		return errors.Join(err, werr)
+	}
+	return err
+}
+
+// negotiate reads the greeting, selects a method and authenticates.
+func (ss *session) negotiate(ctx context.Context, h *hsReader) error {
+	g, err := next(h, proto.ParseGreeting)
+	if err != nil {
+		return err
+	}
+	want := proto.MethodNoAuth
+	if ss.st.Auth != nil {
+		want = proto.MethodUserPass
+	}
+	if !g.Offers(want) {
+		ss.c.Write([]byte{proto.Version5, byte(proto.MethodNoAcceptable)})
+		return errors.New("no acceptable authentication method offered")
+	}
+	if _, err := ss.c.Write([]byte{proto.Version5, byte(want)}); err != nil {
+		return err
+	}
+	if want == proto.MethodNoAuth {
+		return nil
+	}
+	up, err := next(h, proto.ParseUserPassRequest)
+	if err != nil {
+		return err
+	}
+	if err := ss.st.Auth.Authenticate(ctx, up.Username, up.Password); err != nil {
+		ss.user = up.Username
+		ss.c.Write([]byte{proto.UserPassVersion, proto.UserPassFailure})
+		return err
+	}
+	ss.user = up.Username
+	_, err = ss.c.Write([]byte{proto.UserPassVersion, proto.UserPassSuccess})
+	return err
+}
+
+// checkPolicy applies the policy and, for IP targets, the guard.
+func (ss *session) checkPolicy(ctx context.Context) error {
+	if p := ss.st.Policy; p != nil {
+		if err := p.Allow(ctx, &ss.req); err != nil {
+			return err
+		}
+	}
+	if ss.req.Command == proto.CommandConnect && ss.req.Target.FQDN == "" {
+		return ss.allowIP(ctx, ss.req.Target.IP)
+	}
+	return nil
+}
+
+// allowIP checks one address a request would reach against guard and
+// policy.
+func (ss *session) allowIP(ctx context.Context, ip netip.Addr) error {
+	g := ss.st.Guard
+	if g.Self == nil {
+		g.Self = ss.s.selfAddrs
+	}
+	if err := g.check(ip); err != nil {
+		return err
+	}
+	if p := ss.st.Policy; p != nil {
+		return p.AllowIP(ctx, &ss.req, ip)
+	}
+	return nil
+}
