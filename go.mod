@@ -3,6 +3,9 @@ module github.com/socks6/socks6
 go 1.26.0
 
 require (
-	golang.org/x/crypto v0.45.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	github.com/pelletier/go-toml/v2 v2.2.4
+	golang.org/x/crypto v0.45.0
+	golang.org/x/net v0.47.0
+	golang.org/x/sys v0.49.0
+	golang.org/x/term v0.37.0
 )

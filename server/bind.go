@@ -7,7 +7,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/socks6/socks6/internal/relay"
 	"github.com/socks6/socks6/proto"
 )
 
@@ -86,9 +85,7 @@ func (ss *session) bind(ctx context.Context) error {
 		return err
 	}
 	ln.Close()
-	st, err := relay.Relay(ss.c, peer, ss.s.idleTimeout(), nil)
-	ss.up, ss.down = st.Up, st.Down
-	return err
+	return ss.startRelay(peer, nil)
 }
 
 // secondReplyFail sends the second BIND reply as a failure.

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/socks6/socks6/internal/relay"
 	"github.com/socks6/socks6/proto"
 )
 
@@ -102,8 +101,5 @@ func (ss *session) connect(ctx context.Context, early []byte) error {
 		target.Close()
 		return err
 	}
-	ss.c.SetDeadline(time.Time{})
-	st, err := relay.Relay(ss.c, target, ss.s.idleTimeout(), early)
-	ss.up, ss.down = st.Up, st.Down
-	return err
+	return ss.startRelay(target, early)
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -65,7 +66,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
-	conns     map[net.Conn]struct{} // every connection a session owns
+	conns     map[net.Conn]io.Closer // each session's connection → what ends it
 	shutdown  atomic.Bool
 	sessions  sync.WaitGroup
 	idleWake  chan struct{} // closed on Shutdown/Close
@@ -89,7 +90,7 @@ func (s *Server) init() {
 			s.hsSem = make(chan struct{}, lim.Handshakes)
 		}
 		s.listeners = make(map[*net.Listener]struct{})
-		s.conns = make(map[net.Conn]struct{})
+		s.conns = make(map[net.Conn]io.Closer)
 		s.idleWake = make(chan struct{})
 	})
 }
@@ -217,8 +218,17 @@ func (s *Server) track(c net.Conn) bool {
 	if s.shutdown.Load() {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = c
 	return true
+}
+
+// setCloser makes Close end c's session through cl (a running relay).
+func (s *Server) setCloser(c net.Conn, cl io.Closer) {
+	s.mu.Lock()
+	if _, ok := s.conns[c]; ok {
+		s.conns[c] = cl
+	}
+	s.mu.Unlock()
 }
 
 func (s *Server) untrack(c net.Conn) {
@@ -273,9 +283,17 @@ func (s *Server) stopAccepting() {
 func (s *Server) closeConns() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for c := range s.conns {
-		c.Close()
+	cls := make([]io.Closer, 0, len(s.conns))
+	for _, cl := range s.conns {
+		cls = append(cls, cl)
 	}
+	s.mu.Unlock()
+	// Outside the lock: a relay's Close may finish its session, which
+	// untracks itself.
+	for _, cl := range cls {
+		cl.Close()
+	}
+	s.mu.Lock()
 }
 
 // selfAddrs returns the host's interface addresses, cached for 5 seconds.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/socks6/socks6/internal/relay"
 	"github.com/socks6/socks6/proto"
 )
 
@@ -82,7 +83,8 @@ type session struct {
 	bound   string
 	up      int64
 	down    int64
-	note    string // why the session ended, when not an error
+	counted bool // holds a place in the session counters
+	start   time.Time
 }
 
 // writeReply sends a reply and records that one was sent.
@@ -108,26 +110,64 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-// serveConn runs one session from accept to close.
-func (s *Server) serveConn(c net.Conn) {
-	start := time.Now()
-	ss := &session{s: s, c: c, st: s.settings.Load(), client: addrPortOf(c.RemoteAddr())}
-	defer s.sessions.Done()
-	defer s.untrack(c)
-	defer c.Close()
+// errDetached is returned by a command handler that handed the session
+// to a background relay; the relay's completion callback closes it.
+var errDetached = errors.New("relaying in the background")
 
+// serveConn runs one session from accept to the start of its relay (or to
+// its end, for failures and UDP associations).
+func (s *Server) serveConn(c net.Conn) {
+	ss := &session{s: s, c: c, st: s.settings.Load(), client: addrPortOf(c.RemoteAddr()), start: time.Now()}
 	err := ss.run()
+	if errors.Is(err, errDetached) {
+		return
+	}
+	ss.close(err)
+}
+
+// startRelay hands the client connection and peer to a background relay
+// so that an idle session keeps no goroutine; close runs when it ends.
+func (ss *session) startRelay(peer net.Conn, early []byte) error {
+	ss.c.SetDeadline(time.Time{})
+	rs := relay.Start(ss.c, peer, relay.Options{Idle: ss.s.idleTimeout(), Head: early},
+		func(st relay.Stats, err error) {
+			ss.up, ss.down = st.Up, st.Down
+			ss.close(err)
+		})
+	ss.s.setCloser(ss.c, rs)
+	return errDetached
+}
+
+// close ends the session: closes the client connection, releases its
+// limits and writes the audit record.
+func (ss *session) close(err error) {
+	s := ss.s
+	ss.c.Close()
+	if ss.counted {
+		s.counts.release(ss.user, ss.client.Addr().Unmap())
+	}
+	ss.audit(err)
+	s.untrack(ss.c)
+	s.sessions.Done()
+}
+
+// audit writes the session's record: one per session that got as far as
+// a request, at Info; failed handshakes at Debug only, so that a flood of
+// garbage cannot flood the log.
+func (ss *session) audit(err error) {
+	s := ss.s
+	if errors.Is(err, net.ErrClosed) && s.shutdown.Load() {
+		err = errors.New("gateway shut down")
+	}
 	code := proto.ReplySucceeded
 	if err != nil {
 		code = replyCode(err)
 	}
 	if !ss.hasReq && err != nil {
-		// Failed before a request: greeting or authentication. Log at
-		// Debug; a flood of garbage must not flood the log.
 		s.logger().LogAttrs(context.Background(), slog.LevelDebug, "handshake failed",
 			slog.String("client", ss.client.String()),
 			slog.String("user", ss.user),
-			slog.Duration("dur", time.Since(start).Round(time.Millisecond)),
+			slog.Duration("dur", time.Since(ss.start).Round(time.Millisecond)),
 			slog.Any("err", err))
 		return
 	}
@@ -139,7 +179,7 @@ func (s *Server) serveConn(c net.Conn) {
 		slog.String("bound", ss.bound),
 		slog.Int64("bytes_up", ss.up),
 		slog.Int64("bytes_down", ss.down),
-		slog.Duration("dur", time.Since(start).Round(time.Millisecond)),
+		slog.Duration("dur", time.Since(ss.start).Round(time.Millisecond)),
 		slog.String("reply", code.String()),
 	}
 	if err != nil {
@@ -204,7 +244,7 @@ func (ss *session) run() error {
 		}
 		return ss.fail(replyErr(code, err))
 	}
-	defer s.counts.release(ss.user, clientIP)
+	ss.counted = true
 
 	switch req.Command {
 	case proto.CommandConnect:

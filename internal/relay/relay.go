@@ -7,8 +7,18 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+)
+
+// Tuning. A running direction keeps its goroutine (and, while inside
+// splice, a pipe) for linger after its last byte, so interactive traffic
+// does not pay a park and wake per message; after that it parks. A round
+// copies at most roundBytes so that deadlines are renewed while a bulk
+// transfer flows (an absolute write deadline set once would otherwise cut
+// a long, healthy transfer).
+const (
+	linger     = time.Second
+	roundBytes = 4 << 20
 )
 
 // Stats are the bytes relayed in each direction.
@@ -17,212 +27,384 @@ type Stats struct {
 	Down int64 // from b to a (target to client)
 }
 
-// halfCloser is a connection that can end its write side only.
-type halfCloser interface {
-	CloseWrite() error
+// Options tune a relay. The zero value means no idle timeout and no head.
+type Options struct {
+	// Idle ends the session after no byte has moved in either direction
+	// for this long. Zero or negative means never.
+	Idle time.Duration
+	// Head is written to b before anything else: bytes the client sent
+	// early, pipelined behind its request.
+	Head []byte
 }
 
-// Relay copies a→b and b→a until both directions end, then closes a and b.
-// A direction ends at EOF (passed on with CloseWrite) or on an error, which
-// ends the other too. If idle is positive and neither direction moves a
-// byte for that long, Relay closes both and returns os.ErrDeadlineExceeded.
-// head, if not empty, is written to b before anything else (bytes the
-// client sent early, pipelined behind its request).
-//
-// The returned error is the first failure that ended the session, or nil
-// when both sides closed cleanly.
+// A Session is a running relay between two connections. Its methods are
+// safe for concurrent use.
+type Session struct {
+	a, b net.Conn
+	idle time.Duration
+	done func(Stats, error)
+	last atomic.Int64 // unix nanoseconds of the last progress
+
+	mu     sync.Mutex
+	dirs   [2]direction // 0: a→b (up), 1: b→a (down)
+	live   int          // directions not yet ended
+	closed bool
+	err    error
+	timer  *time.Timer
+	head   int64
+}
+
+// Relay copies a→b and b→a until both directions end, then closes a and b
+// and returns the byte counts and the first failure (nil when both sides
+// ended cleanly). It is Start plus a wait.
 func Relay(a, b net.Conn, idle time.Duration, head []byte) (Stats, error) {
-	r := &relay{idle: idle}
-	r.touch()
-	var st Stats
-	if len(head) > 0 {
-		if idle > 0 {
-			b.SetWriteDeadline(time.Now().Add(idle))
+	type result struct {
+		st  Stats
+		err error
+	}
+	ch := make(chan result, 1)
+	Start(a, b, Options{Idle: idle, Head: head}, func(st Stats, err error) { ch <- result{st, err} })
+	r := <-ch
+	return r.st, r.err
+}
+
+// Start relays between a and b in the background and returns at once.
+// When both directions have ended (EOF passed on as CloseWrite), or one
+// failed, or the session idled out, or Close was called, Start's session
+// closes a and b and calls done exactly once, from some goroutine of its
+// own, with the byte counts and the first failure (os.ErrDeadlineExceeded
+// for an idle timeout).
+func Start(a, b net.Conn, opt Options, done func(Stats, error)) *Session {
+	s := &Session{a: a, b: b, idle: opt.Idle, done: done, live: 2}
+	s.touch()
+	s.dirs[0] = direction{s: s, src: a, dst: b}
+	s.dirs[1] = direction{s: s, src: b, dst: a}
+	if len(opt.Head) > 0 {
+		if s.idle > 0 {
+			b.SetWriteDeadline(time.Now().Add(s.idle))
 		}
-		n, err := b.Write(head)
-		st.Up += int64(n)
+		n, err := b.Write(opt.Head)
+		s.head = int64(n)
 		if err != nil {
-			a.Close()
-			b.Close()
-			return st, err
+			s.mu.Lock()
+			s.err = err
+			s.closed = true
+			s.live = 0
+			s.mu.Unlock()
+			s.finish()
+			return s
 		}
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	var down int64
-	go func() {
-		defer wg.Done()
-		down = r.copyDirection(a, b) // target → client
-	}()
-	st.Up += r.copyDirection(b, a) // client → target
-	wg.Wait()
-	st.Down = down
-	a.Close()
-	b.Close()
-	return st, r.err()
-}
-
-type relay struct {
-	idle     time.Duration
-	last     atomic.Int64 // unix nanoseconds of the last progress
-	mu       sync.Mutex
-	firstErr error
-	failed   atomic.Bool
-	closers  [2]io.Closer
-}
-
-func (r *relay) touch() { r.last.Store(time.Now().UnixNano()) }
-
-func (r *relay) err() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.firstErr
-}
-
-// fail records err and closes both ends so that the other direction stops.
-func (r *relay) fail(err error, dst, src net.Conn) {
-	r.mu.Lock()
-	if r.firstErr == nil {
-		r.firstErr = err
+	if s.idle > 0 {
+		s.mu.Lock()
+		s.timer = time.AfterFunc(s.idle, s.onIdle)
+		s.mu.Unlock()
 	}
-	r.mu.Unlock()
-	r.failed.Store(true)
-	dst.Close()
-	src.Close()
+	// Both directions start parked: a session whose peers are quiet costs
+	// no goroutine at all, and the first byte wakes its direction.
+	s.dirs[1].start()
+	s.dirs[0].start()
+	return s
 }
 
-// idleExpired reports whether no progress has happened for the idle
-// timeout; otherwise it returns the deadline to wait for next.
-func (r *relay) idleExpired() (bool, time.Time) {
-	last := time.Unix(0, r.last.Load())
-	dl := last.Add(r.idle)
-	return !time.Now().Before(dl), dl
-}
-
-// copyDirection copies src to dst until EOF or failure and returns the
-// bytes copied.
-func (r *relay) copyDirection(dst, src net.Conn) int64 {
-	st, sok := src.(*net.TCPConn)
-	dt, dok := dst.(*net.TCPConn)
-	var n int64
-	var err error
-	if sok && dok {
-		n, err = r.spliceLoop(dt, st)
-	} else {
-		n, err = r.bufferLoop(dst, src)
-	}
-	if err != nil {
-		if !r.failed.Load() {
-			r.fail(err, dst, src)
+// start parks d, or runs it in a goroutine where parking is unavailable.
+func (d *direction) start() {
+	_, sok := d.src.(*net.TCPConn)
+	_, dok := d.dst.(*net.TCPConn)
+	if sok && dok && canPark() {
+		d.s.mu.Lock()
+		err := arm(d)
+		if err == nil {
+			d.state = stateParked
 		}
-		return n
-	}
-	// Clean EOF: pass the half-close on. If dst cannot half-close, the
-	// session cannot continue one-way, so end it.
-	if hc, ok := dst.(halfCloser); ok {
-		if cerr := hc.CloseWrite(); cerr == nil {
-			return n
+		d.s.mu.Unlock()
+		if err == nil {
+			return
 		}
 	}
-	r.fail(nil, dst, src)
-	return n
+	go d.run()
 }
 
-// setDeadlines arms the idle deadline on src's reads and dst's writes.
-func (r *relay) setDeadlines(dst, src net.Conn) {
-	if r.idle <= 0 {
+// Close ends the session now; done is called once both directions have
+// stopped. Close is idempotent.
+func (s *Session) Close() error {
+	s.fail(net.ErrClosed)
+	return nil
+}
+
+func (s *Session) touch() { s.last.Store(time.Now().UnixNano()) }
+
+// fail records err as the session's failure and stops everything:
+// connections are closed (running directions then fail on their own) and
+// parked directions end here, since no readiness event will come for a
+// closed socket.
+func (s *Session) fail(err error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
 		return
 	}
-	_, dl := r.idleExpired()
-	src.SetReadDeadline(dl)
-	dst.SetWriteDeadline(dl)
+	s.closed = true
+	if s.err == nil {
+		s.err = err
+	}
+	ended := 0
+	for i := range s.dirs {
+		d := &s.dirs[i]
+		if d.state == stateParked {
+			d.state = stateDone
+			ended++
+			unpark(d)
+		}
+	}
+	s.live -= ended
+	last := s.live == 0
+	s.mu.Unlock()
+	s.a.Close()
+	s.b.Close()
+	if last {
+		s.finish()
+	}
 }
 
-// isTimeout reports whether err is a deadline expiry, which may only mean
-// that the other direction made the progress.
+// end marks d finished; err nil means clean EOF.
+func (s *Session) end(d *direction, err error) {
+	if err != nil {
+		s.fail(err)
+	}
+	s.mu.Lock()
+	if d.state == stateDone {
+		s.mu.Unlock()
+		return
+	}
+	d.state = stateDone
+	s.live--
+	last := s.live == 0
+	s.mu.Unlock()
+	if last {
+		s.finish()
+	}
+}
+
+// finish closes both connections and reports, once.
+func (s *Session) finish() {
+	s.mu.Lock()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	err := s.err
+	st := Stats{Up: s.head + s.dirs[0].n, Down: s.dirs[1].n}
+	s.mu.Unlock()
+	s.a.Close()
+	s.b.Close()
+	s.done(st, err)
+}
+
+// onIdle runs when the idle timer fires.
+func (s *Session) onIdle() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	since := time.Since(time.Unix(0, s.last.Load()))
+	if since < s.idle {
+		s.timer.Reset(s.idle - since)
+		s.mu.Unlock()
+		return
+	}
+	for i := range s.dirs {
+		if s.dirs[i].state == stateRunning {
+			// A running direction enforces the idle timeout on its own
+			// deadlines (or parks within linger); look again later.
+			s.timer.Reset(linger)
+			s.mu.Unlock()
+			return
+		}
+	}
+	s.mu.Unlock()
+	s.fail(os.ErrDeadlineExceeded)
+}
+
+const (
+	stateRunning = iota
+	stateParked
+	stateDone
+)
+
+// direction is one half of a session: bytes from src to dst.
+type direction struct {
+	s        *Session
+	src, dst net.Conn
+	n        int64 // bytes copied; written only by the running goroutine
+	state    int   // guarded by s.mu
+	// poller registration (see park_linux.go)
+	fd         int
+	id         uint64
+	registered bool
+}
+
+// isTimeout reports whether err is a deadline expiry.
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
-// spliceLoop waits for src to become readable, then splices exactly the
-// queued bytes to dst. Waiting outside the copy is what keeps an idle
-// direction from holding a pipe pair.
-func (r *relay) spliceLoop(dst, src *net.TCPConn) (int64, error) {
+// run copies until EOF, failure, or a quiet spell long enough to park.
+// It waits for readability outside splice and then splices exactly the
+// bytes queued, so a pipe is held only while bytes move, never while
+// waiting.
+func (d *direction) run() {
+	s := d.s
+	src, sok := d.src.(*net.TCPConn)
+	_, dok := d.dst.(*net.TCPConn)
+	if !sok || !dok || !canPark() {
+		d.s.end(d, d.bufferLoop())
+		return
+	}
 	rc, err := src.SyscallConn()
 	if err != nil {
-		return 0, err
+		d.s.end(d, err)
+		return
 	}
-	var total int64
 	for {
-		r.setDeadlines(dst, src)
+		d.src.SetReadDeadline(time.Now().Add(linger))
 		var queued int
-		var werr error
+		var perr error
 		err := rc.Read(func(fd uintptr) bool {
-			queued, werr = pending(int(fd))
-			return !errors.Is(werr, syscall.EAGAIN)
+			queued, perr = pending(int(fd))
+			return perr == nil
 		})
-		if err == nil {
-			err = werr
-		}
 		if err != nil {
-			if isTimeout(err) && r.idle > 0 {
-				if expired, _ := r.idleExpired(); !expired {
-					continue
+			if isTimeout(err) {
+				if d.park() {
+					return
 				}
+				continue
 			}
-			return total, err
+			d.s.end(d, err)
+			return
 		}
 		if queued == 0 {
-			// Readable with nothing queued: end of stream.
-			return total, nil
-		}
-		n, err := io.CopyN(dst, src, int64(queued))
-		total += n
-		if n > 0 {
-			r.touch()
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return total, nil
-			}
-			if isTimeout(err) && r.idle > 0 {
-				if expired, _ := r.idleExpired(); !expired {
-					continue
+			// Readable with nothing queued: EOF, or an error that a read
+			// reports.
+			var b [1]byte
+			d.src.SetReadDeadline(time.Time{})
+			n, rerr := d.src.Read(b[:])
+			if n > 0 {
+				if _, werr := d.dst.Write(b[:n]); werr != nil {
+					d.s.end(d, werr)
+					return
 				}
+				d.n++
+				s.touch()
+				continue
 			}
-			return total, err
+			if errors.Is(rerr, io.EOF) || rerr == nil {
+				d.s.end(d, d.closeWrite())
+			} else {
+				d.s.end(d, rerr)
+			}
+			return
+		}
+		for queued > 0 {
+			chunk := min(queued, roundBytes)
+			if s.idle > 0 {
+				d.dst.SetWriteDeadline(time.Now().Add(s.idle))
+			}
+			n, err := io.CopyN(d.dst, d.src, int64(chunk))
+			d.n += n
+			queued -= int(n)
+			if n > 0 {
+				s.touch()
+			}
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					d.s.end(d, d.closeWrite())
+				} else {
+					d.s.end(d, err) // includes a write stalled for idle
+				}
+				return
+			}
 		}
 	}
+}
+
+// closeWrite passes EOF on. If dst cannot half-close, the session cannot
+// go on one-way, so that ends it.
+func (d *direction) closeWrite() error {
+	if hc, ok := d.dst.(interface{ CloseWrite() error }); ok {
+		if err := hc.CloseWrite(); err == nil {
+			return nil
+		}
+	}
+	return net.ErrClosed
+}
+
+// park hands the wait for src's next byte to the shared poller and
+// reports whether the calling goroutine may exit. Registration happens
+// under the session lock so that fail cannot miss a half-parked direction.
+func (d *direction) park() bool {
+	s := d.s
+	d.src.SetReadDeadline(time.Time{})
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.end(d, nil)
+		return true
+	}
+	if err := arm(d); err != nil {
+		s.mu.Unlock()
+		return false // keep waiting in this goroutine instead
+	}
+	d.state = stateParked
+	s.mu.Unlock()
+	return true
+}
+
+// wake is called by the poller when a parked direction's source is
+// readable (or at EOF, or failed).
+func (d *direction) wake() {
+	s := d.s
+	s.mu.Lock()
+	if d.state != stateParked {
+		s.mu.Unlock()
+		return
+	}
+	d.state = stateRunning
+	s.mu.Unlock()
+	go d.run()
 }
 
 var bufPool = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 
-// bufferLoop is the portable copy for connections that cannot splice.
-func (r *relay) bufferLoop(dst, src net.Conn) (int64, error) {
+// bufferLoop is the portable copy for connections that cannot splice or
+// park (TLS, pipes): a goroutine per direction for the whole session.
+func (d *direction) bufferLoop() error {
+	s := d.s
 	bp := bufPool.Get().(*[32 << 10]byte)
 	defer bufPool.Put(bp)
-	buf := bp[:]
-	var total int64
 	for {
-		r.setDeadlines(dst, src)
-		nr, rerr := src.Read(buf)
+		if s.idle > 0 {
+			d.src.SetReadDeadline(time.Now().Add(s.idle))
+		}
+		nr, rerr := d.src.Read(bp[:])
 		if nr > 0 {
-			r.touch()
-			r.setDeadlines(dst, src)
-			nw, werr := dst.Write(buf[:nr])
-			total += int64(nw)
+			s.touch()
+			if s.idle > 0 {
+				d.dst.SetWriteDeadline(time.Now().Add(s.idle))
+			}
+			nw, werr := d.dst.Write(bp[:nr])
+			d.n += int64(nw)
 			if werr != nil {
-				return total, werr
+				return werr
 			}
 		}
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) {
-				return total, nil
+				return d.closeWrite()
 			}
-			if isTimeout(rerr) && r.idle > 0 {
-				if expired, _ := r.idleExpired(); !expired {
-					continue
-				}
+			if isTimeout(rerr) && time.Since(time.Unix(0, s.last.Load())) < s.idle {
+				continue // the other direction made progress
 			}
-			return total, rerr
+			return rerr
 		}
 	}
 }
