@@ -8,18 +8,26 @@ import (
 // An Addr is a SOCKS address: ATYP, DST.ADDR and DST.PORT of RFC 1928.
 // Exactly one of IP and FQDN is set. The zero Addr encodes as 0.0.0.0:0.
 //
+// The ATYP follows the form of IP, so that parsing and re-encoding give
+// back the same bytes: a 4-byte IP encodes as ATYP 1 and a 16-byte one as
+// ATYP 4, including an IPv4-mapped address (::ffff:a.b.c.d) received as
+// ATYP 4. Use [AddrFromAddrPort] or IP.Unmap() to send such an address as
+// IPv4.
+//
 //	+------+----------+----------+
 //	| ATYP | DST.ADDR | DST.PORT |
 //	+------+----------+----------+
 //	|  1   | Variable |    2     |
 //	+------+----------+----------+
 type Addr struct {
-	IP   netip.Addr // IPv4 or IPv6; an IPv4-mapped IPv6 address encodes as IPv4
+	IP   netip.Addr // IPv4 (ATYP 1) or IPv6 (ATYP 4, ::ffff:a.b.c.d included)
 	FQDN string     // domain name, 1–255 bytes, not resolved
 	Port uint16
 }
 
-// AddrFromAddrPort returns the Addr for ap.
+// AddrFromAddrPort returns the Addr for ap. It unmaps an IPv4-mapped IPv6
+// address, so that an address learned from a dual-stack socket goes out
+// as ATYP 1.
 func AddrFromAddrPort(ap netip.AddrPort) Addr {
 	return Addr{IP: ap.Addr().Unmap(), Port: ap.Port()}
 }
@@ -64,7 +72,7 @@ func (a Addr) Type() AddrType {
 	switch {
 	case a.FQDN != "":
 		return AddrTypeFQDN
-	case a.IP.Is6() && !a.IP.Is4In6():
+	case a.IP.Is6():
 		return AddrTypeIPv6
 	}
 	return AddrTypeIPv4
@@ -82,7 +90,7 @@ func (a Addr) EncodedLen() int {
 }
 
 // AppendBinary appends ATYP, ADDR and PORT. It fails with ErrTooLong for a
-// domain name over 255 bytes and ErrMalformed for an empty one.
+// domain name over 255 bytes. (An empty FQDN means an IP address.)
 func (a Addr) AppendBinary(b []byte) ([]byte, error) {
 	switch a.Type() {
 	case AddrTypeFQDN:
@@ -98,7 +106,7 @@ func (a Addr) AppendBinary(b []byte) ([]byte, error) {
 	default:
 		ip := [4]byte{}
 		if a.IP.IsValid() {
-			ip = a.IP.Unmap().As4()
+			ip = a.IP.As4()
 		}
 		b = append(b, byte(AddrTypeIPv4))
 		b = append(b, ip[:]...)

@@ -30,6 +30,7 @@ const (
 	MethodNoAcceptable Method = 0xFF
 )
 
+// String returns the method's name, or its code in hex if unknown.
 func (m Method) String() string {
 	switch m {
 	case MethodNoAuth:
@@ -54,6 +55,7 @@ const (
 	CommandUDPAssociate Command = 0x03
 )
 
+// String returns the command's name, or its code in hex if unknown.
 func (c Command) String() string {
 	switch c {
 	case CommandConnect:
@@ -82,6 +84,7 @@ const (
 	ReplyAddressTypeNotSupported ReplyCode = 0x08
 )
 
+// String returns the reply code's meaning, or the code in hex if unknown.
 func (r ReplyCode) String() string {
 	switch r {
 	case ReplySucceeded:
@@ -115,6 +118,19 @@ const (
 	AddrTypeFQDN AddrType = 0x03
 	AddrTypeIPv6 AddrType = 0x04
 )
+
+// String returns the address type's name, or its code in hex if unknown.
+func (t AddrType) String() string {
+	switch t {
+	case AddrTypeIPv4:
+		return "ipv4"
+	case AddrTypeFQDN:
+		return "fqdn"
+	case AddrTypeIPv6:
+		return "ipv6"
+	}
+	return "atyp(0x" + strconv.FormatUint(uint64(t), 16) + ")"
+}
 
 // UserPass status values (RFC 1929 section 2): zero is success, anything
 // else is failure.

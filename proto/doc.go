@@ -5,6 +5,11 @@
 // Every message type has an AppendBinary method that appends its encoding to
 // a slice (the shape of encoding.BinaryAppender) and a Parse function that
 // decodes it from the front of a slice and reports how many bytes it used.
+// On error AppendBinary returns its argument unchanged. Decoding and
+// re-encoding a valid message gives back the same bytes, except for the
+// reserved byte of a Request or Reply, which the parsers ignore and the
+// encoders write as zero.
+//
 // Read functions are thin wrappers that read exactly one message from an
 // io.Reader, never more, so a caller can hand the rest of the stream to
 // someone else.

@@ -28,6 +28,7 @@ type ParseError struct {
 	Err    error  // one of the sentinel errors, or an I/O error
 }
 
+// Error returns the message name and the underlying error.
 func (e *ParseError) Error() string { return "socks: parsing " + e.Msg + ": " + e.Err.Error() }
 
 // Unwrap returns the underlying sentinel or I/O error.

@@ -85,10 +85,12 @@ func headNeed(v byte, h int) func(b []byte) (int, error) {
 // ReadGreeting reads a Greeting from r.
 func ReadGreeting(r io.Reader) (Greeting, error) {
 	b, err := readMsg(r, "greeting", func(b []byte) (int, error) {
+		// Check VER as soon as it is in: a peer that speaks something
+		// else (HTTP, TLS) must not make us wait for 2+b[1] bytes.
+		if len(b) >= 1 && b[0] != Version5 {
+			return 0, ErrVersion
+		}
 		if len(b) < 2 {
-			if len(b) == 1 && b[0] != Version5 {
-				return 0, ErrVersion
-			}
 			return 2, nil
 		}
 		return 2 + int(b[1]), nil

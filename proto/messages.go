@@ -1,5 +1,7 @@
 package proto
 
+import "strconv"
+
 // A Greeting is the client's first message: the methods it offers
 // (RFC 1928 section 3).
 //
@@ -91,7 +93,9 @@ func ParseMethodSelection(b []byte) (MethodSelection, int, error) {
 }
 
 // A UserPassRequest carries a username and password (RFC 1929 section 2).
-// Its LogValue hides the password.
+// Its String and GoString methods hide the password, so no fmt verb
+// prints it. (proto does not import log/slog; log the Username field, not
+// the value.)
 //
 //	+-----+------+----------+------+----------+
 //	| VER | ULEN |  UNAME   | PLEN |  PASSWD  |
@@ -120,6 +124,11 @@ func (u UserPassRequest) AppendBinary(b []byte) ([]byte, error) {
 // String hides the password so that a UserPassRequest printed by mistake
 // leaks nothing.
 func (u UserPassRequest) String() string { return "user=" + u.Username + " password=REDACTED" }
+
+// GoString hides the password from the %#v verb too.
+func (u UserPassRequest) GoString() string {
+	return "proto.UserPassRequest{Username:" + strconv.Quote(u.Username) + ", Password:REDACTED}"
+}
 
 // ParseUserPassRequest decodes a username/password request from the front
 // of b.
@@ -191,8 +200,11 @@ type Request struct {
 
 // AppendBinary appends the encoded request.
 func (r Request) AppendBinary(b []byte) ([]byte, error) {
-	b = append(b, Version5, byte(r.Command), 0)
-	return r.Addr.AppendBinary(b)
+	out, err := r.Addr.AppendBinary(append(b, Version5, byte(r.Command), 0))
+	if err != nil {
+		return b, err
+	}
+	return out, nil
 }
 
 // ParseRequest decodes a request from the front of b. An unknown command is
@@ -229,8 +241,11 @@ type Reply struct {
 
 // AppendBinary appends the encoded reply.
 func (r Reply) AppendBinary(b []byte) ([]byte, error) {
-	b = append(b, Version5, byte(r.Code), 0)
-	return r.Addr.AppendBinary(b)
+	out, err := r.Addr.AppendBinary(append(b, Version5, byte(r.Code), 0))
+	if err != nil {
+		return b, err
+	}
+	return out, nil
 }
 
 // ParseReply decodes a reply from the front of b.
@@ -266,8 +281,11 @@ type UDPHeader struct {
 
 // AppendBinary appends the encoded header (not the payload).
 func (h UDPHeader) AppendBinary(b []byte) ([]byte, error) {
-	b = append(b, 0, 0, h.Frag)
-	return h.Addr.AppendBinary(b)
+	out, err := h.Addr.AppendBinary(append(b, 0, 0, h.Frag))
+	if err != nil {
+		return b, err
+	}
+	return out, nil
 }
 
 // ParseUDPHeader decodes a UDP request header from the front of b; the

@@ -17,6 +17,7 @@ type ReplyError struct {
 	Err  error
 }
 
+// Error returns the reply code's meaning and the cause.
 func (e *ReplyError) Error() string {
 	if e.Err == nil {
 		return e.Code.String()

@@ -14,6 +14,12 @@ type Request struct {
 	Client  netip.AddrPort // the client's address as the gateway sees it
 	Command proto.Command
 	Target  proto.Addr // as the client sent it: an IP or a domain name
+
+	// AnyTarget is set when the request names no destination: a UDP
+	// association being opened, whose datagrams are each checked later
+	// with their own Target. A policy should allow it when some
+	// destination could be allowed for this user and command.
+	AnyTarget bool
 }
 
 // A Policy decides whether a request may proceed. Allow is called once per
@@ -37,6 +43,7 @@ const (
 	Deny
 )
 
+// String returns "allow" or "deny".
 func (a Action) String() string {
 	if a == Deny {
 		return "deny"
@@ -82,6 +89,16 @@ func (p *Rules) inGroup(user, group string) bool {
 		}
 	}
 	return false
+}
+
+// matchWhoAnyTarget checks users, groups, clients and commands.
+func (p *Rules) matchWhoAnyTarget(rl *Rule, r *Request) bool {
+	if len(rl.Ports) == 0 {
+		return p.matchWho(rl, r)
+	}
+	q := *rl
+	q.Ports = nil
+	return p.matchWho(&q, r)
 }
 
 // matchWho checks users, groups, clients, commands and ports.
@@ -174,6 +191,18 @@ func (p *Rules) Allow(ctx context.Context, r *Request) error {
 	name := r.Target.FQDN
 	for i := range p.Rules {
 		rl := &p.Rules[i]
+		if r.AnyTarget {
+			if !p.matchWhoAnyTarget(rl, r) {
+				continue
+			}
+			if len(rl.Nets) > 0 || len(rl.Domains) > 0 || len(rl.Ports) > 0 {
+				if rl.Action == Allow {
+					return nil // some destinations are allowed
+				}
+				continue // only some are denied
+			}
+			return p.decide(rl.Action)
+		}
 		if !p.matchWho(rl, r) {
 			continue
 		}

@@ -305,7 +305,15 @@ func (ss *session) negotiate(ctx context.Context, h *hsReader) error {
 // checkPolicy applies the policy and, for IP targets, the guard.
 func (ss *session) checkPolicy(ctx context.Context) error {
 	if p := ss.st.Policy; p != nil {
-		if err := p.Allow(ctx, &ss.req); err != nil {
+		r := &ss.req
+		if r.Command == proto.CommandUDPAssociate {
+			// DST.ADDR of UDP ASSOCIATE is where the client will send
+			// from, not a destination; each datagram is checked later.
+			q := *r
+			q.Target, q.AnyTarget = proto.Addr{}, true
+			r = &q
+		}
+		if err := p.Allow(ctx, r); err != nil {
 			return err
 		}
 	}

@@ -1,19 +1,26 @@
 // Package relay copies bytes both ways between two connections until both
 // directions have ended, the way a SOCKS gateway relays a session.
 //
-// Between two *net.TCPConn the copy is io.CopyN, which Linux turns into
-// splice(2): the payload never enters user space. Each direction first waits
-// until its source is readable and only then copies exactly the bytes
-// queued in the socket, so an idle session holds its two sockets and two
-// small goroutine stacks, not a splice pipe pair per direction (an
-// io.Copy that blocks inside splice keeps its pipe for as long as it
-// waits). Other connection types fall back to io.CopyBuffer with pooled
-// buffers.
+// Between two *net.TCPConn each direction moves bytes with io.CopyN, which
+// Linux turns into splice(2): the payload never enters user space, and
+// the byte counts come from the copy. A direction first waits until its
+// source is readable and then splices exactly the bytes queued, so a
+// splice pipe is held only while bytes move. After a quiet second a
+// direction parks: its socket is registered, one-shot, with a shared
+// epoll set watched by a single goroutine, and the direction's goroutine
+// exits. The next byte (or EOF, or an error) wakes it in a new goroutine.
+// A session whose peers are silent therefore holds its two sockets and a
+// few hundred bytes of state: no goroutine, no stack, no pipe. Sessions
+// start parked.
+//
+// Connections of other types (TLS, pipes) get a goroutine per direction
+// and a pooled buffer instead.
 //
 // End of stream in one direction is passed on as a half-close (CloseWrite)
 // and the other direction keeps flowing. An error in either direction, or
 // no progress in both for the idle timeout, closes both connections.
 //
-// Relay owns neither connection's lifetime beyond the call: it closes both
-// before returning.
+// [Start] runs a session in the background and reports its end through a
+// callback; [Relay] is Start plus a wait. Either way the session closes
+// both connections when it ends.
 package relay

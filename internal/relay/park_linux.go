@@ -1,3 +1,5 @@
+//go:build linux
+
 package relay
 
 import (
@@ -122,16 +124,15 @@ func (p *poller) loop() {
 }
 
 // pending reports how many bytes are queued on socket fd without consuming
-// them: EAGAIN when none are and the stream is open, 0 at end of stream or
-// when an error is pending (the next read reports it).
+// them: EAGAIN when none are and the stream is open, 0 at end of stream,
+// or the socket's pending error (ECONNRESET …). That error must be passed
+// on from here: the peek consumes it (sock_error clears sk_err even with
+// MSG_PEEK), and the next read would see a clean end of stream.
 func pending(fd int) (int, error) {
 	var b [1]byte
 	n, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 	if err != nil {
-		if err == unix.EAGAIN {
-			return 0, err
-		}
-		return 0, nil
+		return 0, err
 	}
 	if n == 0 {
 		return 0, nil

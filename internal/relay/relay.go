@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -217,7 +218,7 @@ func (s *Session) onIdle() {
 		if s.dirs[i].state == stateRunning {
 			// A running direction enforces the idle timeout on its own
 			// deadlines (or parks within linger); look again later.
-			s.timer.Reset(linger)
+			s.timer.Reset(min(linger, s.idle))
 			s.mu.Unlock()
 			return
 		}
@@ -264,14 +265,21 @@ func (d *direction) run() {
 		d.s.end(d, err)
 		return
 	}
+	wait := linger
+	if s.idle > 0 && s.idle < 2*linger {
+		wait = s.idle / 2 // park early enough for the idle timer to see it
+	}
 	for {
-		d.src.SetReadDeadline(time.Now().Add(linger))
+		d.src.SetReadDeadline(time.Now().Add(wait))
 		var queued int
 		var perr error
 		err := rc.Read(func(fd uintptr) bool {
 			queued, perr = pending(int(fd))
-			return perr == nil
+			return !errors.Is(perr, syscall.EAGAIN)
 		})
+		if err == nil {
+			err = perr // a reset or other socket error
+		}
 		if err != nil {
 			if isTimeout(err) {
 				if d.park() {
@@ -328,14 +336,15 @@ func (d *direction) run() {
 }
 
 // closeWrite passes EOF on. If dst cannot half-close, the session cannot
-// go on one-way, so that ends it.
+// go on one-way, so that ends it; a clean EOF is still no failure.
 func (d *direction) closeWrite() error {
 	if hc, ok := d.dst.(interface{ CloseWrite() error }); ok {
 		if err := hc.CloseWrite(); err == nil {
 			return nil
 		}
 	}
-	return net.ErrClosed
+	d.s.fail(nil)
+	return nil
 }
 
 // park hands the wait for src's next byte to the shared poller and

@@ -33,10 +33,12 @@ type File struct {
 
 // dummyHash is compared against when the user does not exist, so that an
 // unknown user costs the same time as a wrong password.
-var dummyHash = func() []byte {
+// It is made on first use, not at start-up, so that commands that never
+// authenticate (socks6d -h) do not pay for a bcrypt hash.
+var dummyHash = sync.OnceValue(func() []byte {
 	h, _ := bcrypt.GenerateFromPassword([]byte("socks6 dummy password"), bcrypt.DefaultCost)
 	return h
-}()
+})
 
 // Load reads and parses the users file at path.
 func Load(path string) (*File, error) {
@@ -146,7 +148,7 @@ func (f *File) Authenticate(ctx context.Context, user, password string) error {
 	}
 	defer func() { <-f.sem }()
 	if !ok {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 		return server.ErrBadCredentials
 	}
 	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil {

@@ -1,0 +1,451 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/socks6/socks6/proto"
+	"github.com/socks6/socks6/server"
+)
+
+// DefaultListen is the address socks6d serves when the configuration names
+// none: loopback only, so that a gateway started without thought is not an
+// open proxy.
+const DefaultListen = "127.0.0.1:1080"
+
+// Log formats.
+const (
+	FormatText = "text" // slog's key=value lines
+	FormatJSON = "json" // one JSON object per line
+)
+
+// A Config is socks6d's configuration. Start from [Default] or [Parse];
+// the zero Config does not validate, because its timeouts are zero.
+type Config struct {
+	// Listen lists the TCP addresses to serve, as host:port; a port of 0
+	// picks a free port. It must not be empty.
+	Listen []string
+	// UsersFile is the htpasswd file with bcrypt hashes. When set,
+	// clients must log in with a username and password; empty means no
+	// authentication. Parse resolves a relative path against the
+	// configuration file's directory.
+	UsersFile string
+
+	// LogFormat is FormatText or FormatJSON.
+	LogFormat string
+	// LogLevel is the least severe level logged; the file names it as
+	// "debug", "info", "warn" or "error".
+	LogLevel slog.Level
+
+	// Timeouts bound the stages of a session and shutdown.
+	Timeouts Timeouts
+	// Limits cap concurrent sessions; zero fields mean the server's
+	// defaults (see [server.Limits]).
+	Limits server.Limits
+	// Guard allows internal targets (loopback, link-local, the gateway's
+	// own addresses), which are refused by default. Its Self field is
+	// not configurable and stays nil.
+	Guard server.Guard
+
+	// Groups maps a group name to its member user names, for rules.
+	Groups map[string][]string
+	// Default decides requests that no rule matches.
+	Default server.Action
+	// Rules are tried in order; the first that matches a request decides.
+	// Domains are lower case without leading or trailing dots, and Nets
+	// and Clients are masked prefixes.
+	Rules []server.Rule
+
+	src *source // where the values came from, for error positions
+}
+
+// Timeouts are the gateway's time bounds. They apply at startup only: a
+// reload does not change them.
+type Timeouts struct {
+	// Handshake bounds each stage before the relay: greeting,
+	// authentication, request and reply. It must be positive.
+	Handshake time.Duration
+	// Dial bounds resolving and connecting to a target. It must be
+	// positive.
+	Dial time.Duration
+	// Bind bounds how long a BIND waits for the incoming connection. It
+	// must be positive.
+	Bind time.Duration
+	// Idle ends a relay after no bytes have moved for this long; it
+	// resets on progress. Zero means no idle timeout.
+	Idle time.Duration
+	// Shutdown is how long a graceful shutdown waits for running sessions
+	// before it closes them. Zero closes them at once.
+	Shutdown time.Duration
+}
+
+// ServerIdle returns Idle in [server.Server.IdleTimeout]'s terms, where
+// zero means the default and negative means none.
+func (t Timeouts) ServerIdle() time.Duration {
+	if t.Idle == 0 {
+		return -1
+	}
+	return t.Idle
+}
+
+// source remembers the file a Config was parsed from.
+type source struct {
+	name      string
+	pos       *positions
+	listen    []string // values as parsed, to tell them from later overrides
+	usersFile string
+}
+
+// Default returns the configuration socks6d runs with when it is given no
+// file: serve 127.0.0.1:1080 without authentication, allow every request
+// except to internal targets, default timeouts and limits, text logs at
+// info level.
+func Default() *Config {
+	return &Config{
+		Listen:    []string{DefaultListen},
+		LogFormat: FormatText,
+		LogLevel:  slog.LevelInfo,
+		Timeouts: Timeouts{
+			Handshake: 10 * time.Second,
+			Dial:      10 * time.Second,
+			Bind:      10 * time.Second,
+			Idle:      5 * time.Minute,
+			Shutdown:  30 * time.Second,
+		},
+		Default: server.Allow,
+	}
+}
+
+// Load reads the configuration file at path, parses it and validates it.
+// It is Parse followed by Validate.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// The file model: what the TOML decoder fills. Values stay strings here
+// and are converted, with their positions at hand, by Parse.
+type file struct {
+	Listen    *[]string           `toml:"listen"`
+	UsersFile string              `toml:"users_file"`
+	LogFormat string              `toml:"log_format"`
+	LogLevel  string              `toml:"log_level"`
+	Timeouts  fileTimeouts        `toml:"timeouts"`
+	Limits    fileLimits          `toml:"limits"`
+	Guard     fileGuard           `toml:"guard"`
+	Groups    map[string][]string `toml:"groups"`
+	Policy    filePolicy          `toml:"policy"`
+	Rules     []fileRule          `toml:"rule"`
+}
+
+type fileTimeouts struct {
+	Handshake string `toml:"handshake"`
+	Dial      string `toml:"dial"`
+	Bind      string `toml:"bind"`
+	Idle      string `toml:"idle"`
+	Shutdown  string `toml:"shutdown"`
+}
+
+type fileLimits struct {
+	Sessions   int `toml:"sessions"`
+	PerUser    int `toml:"per_user"`
+	PerClient  int `toml:"per_client"`
+	Handshakes int `toml:"handshakes"`
+}
+
+type fileGuard struct {
+	AllowLoopback  bool `toml:"allow_loopback"`
+	AllowLinkLocal bool `toml:"allow_link_local"`
+	AllowSelf      bool `toml:"allow_self"`
+}
+
+type filePolicy struct {
+	Default string `toml:"default"`
+}
+
+type fileRule struct {
+	Action   string   `toml:"action"`
+	Users    []string `toml:"users"`
+	Groups   []string `toml:"groups"`
+	Clients  []string `toml:"clients"`
+	Commands []string `toml:"commands"`
+	Nets     []string `toml:"nets"`
+	Domains  []string `toml:"domains"`
+	Ports    []string `toml:"ports"`
+}
+
+// Parse decodes a configuration file's contents; name is the file's path,
+// used in error messages and to resolve a relative users_file. Keys that
+// are absent keep their [Default] values; unknown keys are errors. Parse
+// checks the syntax of every value but not what Validate checks, so the
+// result may still be invalid. All problems found are returned together,
+// each as an *Error.
+func Parse(name string, data []byte) (*Config, error) {
+	d := Default()
+	f := file{
+		LogFormat: d.LogFormat,
+		LogLevel:  "info",
+		Timeouts: fileTimeouts{
+			Handshake: d.Timeouts.Handshake.String(),
+			Dial:      d.Timeouts.Dial.String(),
+			Bind:      d.Timeouts.Bind.String(),
+			Idle:      d.Timeouts.Idle.String(),
+			Shutdown:  d.Timeouts.Shutdown.String(),
+		},
+		Policy: filePolicy{Default: "allow"},
+	}
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, decodeErrors(name, data, err)
+	}
+	pos, _ := index(data)
+	p := parser{name: name, pos: pos}
+	c := p.convert(&f)
+	if len(p.errs) > 0 {
+		return nil, joinSorted(p.errs)
+	}
+	if c.UsersFile != "" && !filepath.IsAbs(c.UsersFile) {
+		c.UsersFile = filepath.Join(filepath.Dir(name), c.UsersFile)
+	}
+	c.src = &source{name: name, pos: pos, listen: c.Listen, usersFile: c.UsersFile}
+	return c, nil
+}
+
+// parser converts the file model, collecting errors.
+type parser struct {
+	name string
+	pos  *positions
+	errs []error
+}
+
+func (p *parser) errorf(path, format string, args ...any) {
+	p.errs = append(p.errs, &Error{File: p.name, Line: p.pos.line(path), Key: display(path), Err: fmt.Errorf(format, args...)})
+}
+
+func (p *parser) convert(f *file) *Config {
+	c := Default()
+	if f.Listen != nil {
+		c.Listen = append([]string(nil), *f.Listen...)
+	}
+	c.UsersFile = f.UsersFile
+	var err error
+	if c.LogFormat, err = ParseFormat(f.LogFormat); err != nil {
+		p.errorf("log_format", "%w", err)
+	}
+	if c.LogLevel, err = ParseLevel(f.LogLevel); err != nil {
+		p.errorf("log_level", "%w", err)
+	}
+	c.Timeouts = Timeouts{
+		Handshake: p.duration("timeouts.handshake", f.Timeouts.Handshake),
+		Dial:      p.duration("timeouts.dial", f.Timeouts.Dial),
+		Bind:      p.duration("timeouts.bind", f.Timeouts.Bind),
+		Idle:      p.duration("timeouts.idle", f.Timeouts.Idle),
+		Shutdown:  p.duration("timeouts.shutdown", f.Timeouts.Shutdown),
+	}
+	c.Limits = server.Limits(f.Limits)
+	c.Guard = server.Guard{
+		AllowLoopback:  f.Guard.AllowLoopback,
+		AllowLinkLocal: f.Guard.AllowLinkLocal,
+		AllowSelf:      f.Guard.AllowSelf,
+	}
+	c.Groups = f.Groups
+	c.Default = p.action("policy.default", f.Policy.Default)
+	for i := range f.Rules {
+		c.Rules = append(c.Rules, p.rule("rule."+strconv.Itoa(i), &f.Rules[i]))
+	}
+	return c
+}
+
+func (p *parser) duration(path, s string) time.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		p.errorf(path, "bad duration %q: want a Go duration such as \"10s\" or \"5m\"", s)
+	}
+	return d
+}
+
+func (p *parser) action(path, s string) server.Action {
+	switch s {
+	case "allow":
+		return server.Allow
+	case "deny":
+		return server.Deny
+	case "":
+		p.errorf(path, "missing action: want \"allow\" or \"deny\"")
+	default:
+		p.errorf(path, "unknown action %q: want \"allow\" or \"deny\"", s)
+	}
+	return server.Deny
+}
+
+func (p *parser) rule(path string, f *fileRule) server.Rule {
+	r := server.Rule{Action: p.action(path+".action", f.Action)}
+	r.Users = append(r.Users, f.Users...)
+	r.Groups = append(r.Groups, f.Groups...)
+	for i, s := range f.Clients {
+		if pr, err := ParsePrefix(s); err != nil {
+			p.errorf(path+".clients."+strconv.Itoa(i), "%w", err)
+		} else {
+			r.Clients = append(r.Clients, pr)
+		}
+	}
+	for i, s := range f.Commands {
+		if cmd, err := ParseCommand(s); err != nil {
+			p.errorf(path+".commands."+strconv.Itoa(i), "%w", err)
+		} else {
+			r.Commands = append(r.Commands, cmd)
+		}
+	}
+	for i, s := range f.Nets {
+		if pr, err := ParsePrefix(s); err != nil {
+			p.errorf(path+".nets."+strconv.Itoa(i), "%w", err)
+		} else {
+			r.Nets = append(r.Nets, pr)
+		}
+	}
+	for i, s := range f.Domains {
+		if d, err := ParseDomain(s); err != nil {
+			p.errorf(path+".domains."+strconv.Itoa(i), "%w", err)
+		} else {
+			r.Domains = append(r.Domains, d)
+		}
+	}
+	for i, s := range f.Ports {
+		if pr, err := ParsePorts(s); err != nil {
+			p.errorf(path+".ports."+strconv.Itoa(i), "%w", err)
+		} else {
+			r.Ports = append(r.Ports, pr)
+		}
+	}
+	return r
+}
+
+// ParseFormat checks a log format name: "text" or "json".
+func ParseFormat(s string) (string, error) {
+	switch s {
+	case FormatText, FormatJSON:
+		return s, nil
+	}
+	return "", fmt.Errorf("unknown log format %q: want \"text\" or \"json\"", s)
+}
+
+// ParseLevel parses a log level name: "debug", "info", "warn" or "error".
+func ParseLevel(s string) (slog.Level, error) {
+	switch s {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("unknown log level %q: want \"debug\", \"info\", \"warn\" or \"error\"", s)
+}
+
+// ParseCommand parses a command name: "connect", "bind", or "udp" (also
+// written "udp-associate").
+func ParseCommand(s string) (proto.Command, error) {
+	switch s {
+	case "connect":
+		return proto.CommandConnect, nil
+	case "bind":
+		return proto.CommandBind, nil
+	case "udp", "udp-associate":
+		return proto.CommandUDPAssociate, nil
+	}
+	return 0, fmt.Errorf("unknown command %q: want \"connect\", \"bind\" or \"udp\"", s)
+}
+
+// ParsePrefix parses a network in CIDR notation, or a single address,
+// which stands for itself (/32 or /128). Host bits are cleared.
+// IPv4-mapped IPv6 networks and zones are refused: the gateway matches
+// IPv4 addresses in their IPv4 form, so such a rule would never match.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	var pr netip.Prefix
+	if strings.Contains(s, "/") {
+		var err error
+		if pr, err = netip.ParsePrefix(s); err != nil {
+			return pr, fmt.Errorf("bad network %q: want CIDR such as \"10.0.0.0/8\" or a single address", s)
+		}
+	} else {
+		ip, err := netip.ParseAddr(s)
+		if err != nil || ip.Zone() != "" {
+			return pr, fmt.Errorf("bad network %q: want CIDR such as \"10.0.0.0/8\" or a single address", s)
+		}
+		pr = netip.PrefixFrom(ip, ip.BitLen())
+	}
+	if pr.Addr().Is4In6() {
+		return netip.Prefix{}, fmt.Errorf("bad network %q: IPv4-mapped IPv6 never matches; write the IPv4 network", s)
+	}
+	return pr.Masked(), nil
+}
+
+// ParseDomain normalizes a domain suffix for a rule: lower case, without
+// a leading or trailing dot. A suffix matches itself and every name under
+// it, so "example.com" covers "www.example.com"; wildcards are not needed
+// and not accepted.
+func ParseDomain(s string) (string, error) {
+	d := strings.ToLower(s)
+	d = strings.TrimPrefix(d, ".")
+	d = strings.TrimSuffix(d, ".")
+	if d == "" || len(d) > 253 {
+		return "", fmt.Errorf("bad domain %q", s)
+	}
+	if _, err := netip.ParseAddr(d); err == nil {
+		return "", fmt.Errorf("bad domain %q: an address belongs in nets", s)
+	}
+	for label := range strings.SplitSeq(d, ".") {
+		if label == "" || len(label) > 63 {
+			return "", fmt.Errorf("bad domain %q: empty or over-long label", s)
+		}
+		for _, r := range label {
+			switch {
+			case 'a' <= r && r <= 'z', '0' <= r && r <= '9', r == '-', r == '_':
+			case r == '*':
+				return "", fmt.Errorf("bad domain %q: no wildcards; \"example.com\" already matches its subdomains", s)
+			default:
+				return "", fmt.Errorf("bad domain %q: invalid character %q (write internationalized names in their xn-- form)", s, r)
+			}
+		}
+	}
+	return d, nil
+}
+
+// ParsePorts parses a port ("80") or an inclusive range ("8000-8999") of
+// ports from 0 to 65535.
+func ParsePorts(s string) (server.PortRange, error) {
+	lo, hi, isRange := strings.Cut(s, "-")
+	if !isRange {
+		hi = lo
+	}
+	l, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	h, err2 := strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
+	if err1 != nil || err2 != nil {
+		return server.PortRange{}, fmt.Errorf("bad port range %q: want a port (\"443\") or range (\"8000-8999\") within 0-65535", s)
+	}
+	if l > h {
+		return server.PortRange{}, fmt.Errorf("bad port range %q: first port is above the last", s)
+	}
+	return server.PortRange{Lo: uint16(l), Hi: uint16(h)}, nil
+}

@@ -1,0 +1,214 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/socks6/socks6/proto"
+	"github.com/socks6/socks6/server"
+	"github.com/socks6/socks6/server/auth/htpasswd"
+)
+
+// Validate checks the configuration as a whole: listen addresses, log
+// format, timeouts, groups, rules (including that every group a rule
+// names is defined), and the users file, which must be readable and hold
+// only bcrypt hashes. It reports every problem found, each as an *Error
+// that names the file and line the value came from when it came from the
+// file Parse read.
+func (c *Config) Validate() error {
+	_, err := c.check()
+	return err
+}
+
+// Settings validates c and returns the server settings it describes: the
+// users file loaded as the Authenticator (nil without one), the rules as a
+// *server.Rules policy, the guard and the limits. The result shares no
+// slices or maps with c.
+func (c *Config) Settings() (server.Settings, error) {
+	auth, err := c.check()
+	if err != nil {
+		return server.Settings{}, err
+	}
+	groups := make(map[string][]string, len(c.Groups))
+	for g, m := range c.Groups {
+		groups[g] = slices.Clone(m)
+	}
+	rules := make([]server.Rule, len(c.Rules))
+	for i, r := range c.Rules {
+		rules[i] = server.Rule{
+			Action:   r.Action,
+			Users:    slices.Clone(r.Users),
+			Groups:   slices.Clone(r.Groups),
+			Clients:  slices.Clone(r.Clients),
+			Commands: slices.Clone(r.Commands),
+			Nets:     slices.Clone(r.Nets),
+			Domains:  slices.Clone(r.Domains),
+			Ports:    slices.Clone(r.Ports),
+		}
+	}
+	st := server.Settings{
+		Policy: &server.Rules{Rules: rules, Groups: groups, Default: c.Default},
+		Guard:  c.Guard,
+		Limits: c.Limits,
+	}
+	if auth != nil { // not a typed nil in the interface
+		st.Auth = auth
+	}
+	return st, nil
+}
+
+// validator collects errors with positions.
+type validator struct {
+	c    *Config
+	errs []error
+}
+
+// errorf records a problem with the value at path. fromFile says whether
+// the value still is the one Parse read; only then is the file named.
+func (v *validator) errorf(path string, fromFile bool, format string, args ...any) {
+	e := &Error{Key: display(path), Err: fmt.Errorf(format, args...)}
+	if s := v.c.src; s != nil && fromFile {
+		e.File, e.Line = s.name, s.pos.line(path)
+	}
+	v.errs = append(v.errs, e)
+}
+
+func (c *Config) check() (*htpasswd.File, error) {
+	v := &validator{c: c}
+	src := c.src
+	if src == nil {
+		src = &source{}
+	}
+
+	listenFromFile := slices.Equal(c.Listen, src.listen)
+	if len(c.Listen) == 0 {
+		v.errorf("listen", listenFromFile, "no addresses to listen on")
+	}
+	for i, a := range c.Listen {
+		if err := checkListen(a); err != nil {
+			v.errorf("listen."+strconv.Itoa(i), listenFromFile, "%w", err)
+		}
+	}
+
+	if _, err := ParseFormat(c.LogFormat); err != nil {
+		v.errorf("log_format", true, "%w", err)
+	}
+
+	t := c.Timeouts
+	for _, d := range []struct {
+		key    string
+		d      time.Duration
+		zeroOK bool // idle: no timeout; shutdown: close sessions at once
+	}{
+		{"handshake", t.Handshake, false},
+		{"dial", t.Dial, false},
+		{"bind", t.Bind, false},
+		{"idle", t.Idle, true},
+		{"shutdown", t.Shutdown, true},
+	} {
+		if d.d < 0 || (d.d == 0 && !d.zeroOK) {
+			want := "positive"
+			if d.zeroOK {
+				want = "zero or positive"
+			}
+			v.errorf("timeouts."+d.key, true, "bad duration %v: must be %s", d.d, want)
+		}
+	}
+
+	names := make([]string, 0, len(c.Groups))
+	for g := range c.Groups {
+		names = append(names, g)
+	}
+	sort.Strings(names)
+	for _, g := range names {
+		if g == "" {
+			v.errorf("groups", true, "empty group name")
+		}
+		for i, u := range c.Groups[g] {
+			if u == "" {
+				v.errorf("groups."+g+"."+strconv.Itoa(i), true, "empty user name")
+			}
+		}
+	}
+
+	switch c.Default {
+	case server.Allow, server.Deny:
+	default:
+		v.errorf("policy.default", true, "unknown action %d", c.Default)
+	}
+	for i := range c.Rules {
+		v.rule("rule."+strconv.Itoa(i), &c.Rules[i])
+	}
+
+	var auth *htpasswd.File
+	if c.UsersFile != "" {
+		var err error
+		auth, err = htpasswd.Load(c.UsersFile)
+		if err != nil {
+			// htpasswd names the users file and line itself.
+			v.errorf("users_file", c.UsersFile == src.usersFile, "bad users file: %w", err)
+		}
+	}
+	return auth, joinSorted(v.errs)
+}
+
+func (v *validator) rule(path string, r *server.Rule) {
+	switch r.Action {
+	case server.Allow, server.Deny:
+	default:
+		v.errorf(path+".action", true, "unknown action %d", r.Action)
+	}
+	for i, u := range r.Users {
+		if u == "" {
+			v.errorf(path+".users."+strconv.Itoa(i), true, "empty user name")
+		}
+	}
+	for i, g := range r.Groups {
+		if _, ok := v.c.Groups[g]; !ok {
+			v.errorf(path+".groups."+strconv.Itoa(i), true, "unknown group %q: define it under [groups]", g)
+		}
+	}
+	for i, cmd := range r.Commands {
+		switch cmd {
+		case proto.CommandConnect, proto.CommandBind, proto.CommandUDPAssociate:
+		default:
+			v.errorf(path+".commands."+strconv.Itoa(i), true, "unknown command %v", cmd)
+		}
+	}
+	for i, p := range r.Clients {
+		if !p.IsValid() {
+			v.errorf(path+".clients."+strconv.Itoa(i), true, "bad network %v", p)
+		}
+	}
+	for i, p := range r.Nets {
+		if !p.IsValid() {
+			v.errorf(path+".nets."+strconv.Itoa(i), true, "bad network %v", p)
+		}
+	}
+	for i, d := range r.Domains {
+		if n, err := ParseDomain(d); err != nil || n != d {
+			v.errorf(path+".domains."+strconv.Itoa(i), true, "bad domain %q: want lower case without leading or trailing dots", d)
+		}
+	}
+	for i, p := range r.Ports {
+		if p.Lo > p.Hi {
+			v.errorf(path+".ports."+strconv.Itoa(i), true, "bad port range %d-%d: first port is above the last", p.Lo, p.Hi)
+		}
+	}
+}
+
+// checkListen checks a listen address: host:port with a numeric port.
+func checkListen(a string) error {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("bad listen address %q: want host:port, such as \"127.0.0.1:1080\" or \"[::1]:1080\"", a)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("bad listen address %q: port must be a number from 0 to 65535", a)
+	}
+	return nil
+}

@@ -1,0 +1,16 @@
+//go:build !linux
+
+package relay
+
+import "errors"
+
+// Parking needs epoll; elsewhere every direction keeps a goroutine and
+// copies with a buffer.
+
+func canPark() bool { return false }
+
+func arm(d *direction) error { return errors.ErrUnsupported }
+
+func unpark(d *direction) {}
+
+func pending(fd int) (int, error) { return 0, errors.ErrUnsupported }
