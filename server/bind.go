@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 
@@ -72,6 +73,10 @@ func (ss *session) bind(ctx context.Context) error {
 			c.Close()
 			continue
 		}
+		if !ss.bindPeerAllowed(ctx, p) {
+			c.Close()
+			continue
+		}
 		peer = c
 		break
 	}
@@ -86,6 +91,18 @@ func (ss *session) bind(ctx context.Context) error {
 	}
 	ln.Close()
 	return ss.startRelay(peer, nil)
+}
+
+// bindPeerAllowed applies the policy's per-address check to a caller when
+// the client named the expected peer by domain name: Allow could not judge
+// network rules before an address was known (see Rules.Allow), so, as for
+// CONNECT, the address decides.
+func (ss *session) bindPeerAllowed(ctx context.Context, peer netip.Addr) bool {
+	p := ss.st.Policy
+	if p == nil || ss.req.Target.FQDN == "" {
+		return true
+	}
+	return p.AllowIP(ctx, &ss.req, peer) == nil
 }
 
 // secondReplyFail sends the second BIND reply as a failure.

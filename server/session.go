@@ -142,10 +142,12 @@ func (ss *session) startRelay(peer net.Conn, early []byte) error {
 // limits and writes the audit record.
 func (ss *session) close(err error) {
 	s := ss.s
-	ss.c.Close()
+	// Release the counters before the close that the client observes, so
+	// that a client which saw its session end can count on its slot.
 	if ss.counted {
 		s.counts.release(ss.user, ss.client.Addr().Unmap())
 	}
+	ss.c.Close()
 	ss.audit(err)
 	s.untrack(ss.c)
 	s.sessions.Done()
@@ -200,7 +202,7 @@ func (ss *session) run() error {
 	}()
 	deadline := time.Now().Add(s.handshakeTimeout())
 	ss.c.SetDeadline(deadline)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithDeadline(s.baseCtx, deadline)
 	defer cancel()
 	h := &hsReader{c: ss.c, buf: hsBufPool.Get().(*[hsBufSize]byte)}
 	defer func() {

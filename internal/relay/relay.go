@@ -269,8 +269,15 @@ func (d *direction) run() {
 	if s.idle > 0 && s.idle < 2*linger {
 		wait = s.idle / 2 // park early enough for the idle timer to see it
 	}
+	// Deadlines are renewed only when a quarter of their span has passed:
+	// setting one costs a timer update, and a bulk transfer goes round
+	// this loop tens of thousands of times a second.
+	var rset, wset time.Time
 	for {
-		d.src.SetReadDeadline(time.Now().Add(wait))
+		if now := time.Now(); now.Sub(rset) > wait/4 {
+			d.src.SetReadDeadline(now.Add(wait))
+			rset = now
+		}
 		var queued int
 		var perr error
 		err := rc.Read(func(fd uintptr) bool {
@@ -295,6 +302,7 @@ func (d *direction) run() {
 			// reports.
 			var b [1]byte
 			d.src.SetReadDeadline(time.Time{})
+			rset = time.Time{}
 			n, rerr := d.src.Read(b[:])
 			if n > 0 {
 				if _, werr := d.dst.Write(b[:n]); werr != nil {
@@ -314,8 +322,9 @@ func (d *direction) run() {
 		}
 		for queued > 0 {
 			chunk := min(queued, roundBytes)
-			if s.idle > 0 {
-				d.dst.SetWriteDeadline(time.Now().Add(s.idle))
+			if now := time.Now(); s.idle > 0 && now.Sub(wset) > min(s.idle/4, time.Second) {
+				d.dst.SetWriteDeadline(now.Add(s.idle))
+				wset = now
 			}
 			n, err := io.CopyN(d.dst, d.src, int64(chunk))
 			d.n += n

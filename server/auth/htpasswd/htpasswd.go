@@ -29,16 +29,13 @@ type File struct {
 	mu    sync.RWMutex
 	cache map[string][32]byte // user → HMAC of the last verified password
 	sem   chan struct{}       // bounds concurrent bcrypt comparisons
-}
 
-// dummyHash is compared against when the user does not exist, so that an
-// unknown user costs the same time as a wrong password.
-// It is made on first use, not at start-up, so that commands that never
-// authenticate (socks6d -h) do not pay for a bcrypt hash.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("socks6 dummy password"), bcrypt.DefaultCost)
-	return h
-})
+	// dummy is compared against when the user does not exist, so that an
+	// unknown user costs the same time as a wrong password. It has the
+	// highest cost found in the file and is made on first use, not at
+	// load, so that commands that never authenticate do not pay for it.
+	dummy func() []byte
+}
 
 // Load reads and parses the users file at path.
 func Load(path string) (*File, error) {
@@ -58,6 +55,17 @@ func Parse(name string, r io.Reader) (*File, error) {
 	if _, err := rand.Read(f.key[:]); err != nil {
 		return nil, err
 	}
+	maxCost := 0
+	defer func() {
+		cost := maxCost
+		if cost == 0 {
+			cost = bcrypt.DefaultCost
+		}
+		f.dummy = sync.OnceValue(func() []byte {
+			h, _ := bcrypt.GenerateFromPassword([]byte("socks6 dummy password"), cost)
+			return h
+		})
+	}()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), 64<<10)
 	line := 0
@@ -81,6 +89,9 @@ func Parse(name string, r io.Reader) (*File, error) {
 			return nil, fmt.Errorf("%s:%d: user %q: %w", name, line, user, err)
 		}
 		f.users[user] = []byte(hash)
+		if c, _ := bcrypt.Cost([]byte(hash)); c > maxCost {
+			maxCost = c
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%s:%d: %w", name, line+1, err)
@@ -148,7 +159,7 @@ func (f *File) Authenticate(ctx context.Context, user, password string) error {
 	}
 	defer func() { <-f.sem }()
 	if !ok {
-		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
+		bcrypt.CompareHashAndPassword(f.dummy(), []byte(password))
 		return server.ErrBadCredentials
 	}
 	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil {
