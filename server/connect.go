@@ -49,9 +49,11 @@ func (ss *session) resolve(ctx context.Context) ([]netip.Addr, error) {
 }
 
 // dialTarget resolves and connects, trying each allowed address in turn
-// with an equal share of the remaining time (as net.Dialer does).
-func (ss *session) dialTarget(ctx context.Context) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, ss.s.dialTimeout())
+// with an equal share of the remaining time (as net.Dialer does). It has
+// DialTimeout from now, whatever is left of the handshake's deadline;
+// Close still cancels it.
+func (ss *session) dialTarget() (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ss.s.baseCtx, ss.s.dialTimeout())
 	defer cancel()
 	ips, err := ss.resolve(ctx)
 	if err != nil {
@@ -91,7 +93,10 @@ func (ss *session) dialTarget(ctx context.Context) (net.Conn, error) {
 
 // connect serves CONNECT: dial, reply with the bound address, relay.
 func (ss *session) connect(ctx context.Context, early []byte) error {
-	target, err := ss.dialTarget(ctx)
+	target, err := ss.dialTarget()
+	// The reply, success or failure, is a stage of its own: the dial
+	// may have outlasted the handshake's deadline.
+	ss.c.SetDeadline(time.Now().Add(ss.s.handshakeTimeout()))
 	if err != nil {
 		return err
 	}

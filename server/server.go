@@ -64,6 +64,12 @@ type Server struct {
 	hsSem    chan struct{} // handshake slots
 	counts   counters
 
+	// baseCtx is the parent of every session's context. closeConns
+	// cancels it, so that a session still resolving or dialing ends
+	// with the others instead of running on to DialTimeout.
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
+
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
 	conns     map[net.Conn]io.Closer // each session's connection → what ends it
@@ -92,6 +98,7 @@ func (s *Server) init() {
 		s.listeners = make(map[*net.Listener]struct{})
 		s.conns = make(map[net.Conn]io.Closer)
 		s.idleWake = make(chan struct{})
+		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	})
 }
 
@@ -200,7 +207,6 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.releaseHandshake()
 			return ErrServerClosed
 		}
-		s.sessions.Add(1)
 		go s.serveConn(c)
 	}
 }
@@ -211,7 +217,9 @@ func (s *Server) releaseHandshake() {
 	}
 }
 
-// track registers c so that Close can end it; it fails once shut down.
+// track registers c so that Close can end it and counts its session; it
+// fails once shut down. Counting under the lock that stopAccepting takes
+// makes every Add happen before Shutdown's or Close's Wait.
 func (s *Server) track(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -219,6 +227,7 @@ func (s *Server) track(c net.Conn) bool {
 		return false
 	}
 	s.conns[c] = c
+	s.sessions.Add(1)
 	return true
 }
 
@@ -281,6 +290,7 @@ func (s *Server) stopAccepting() {
 }
 
 func (s *Server) closeConns() {
+	s.cancelBase()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cls := make([]io.Closer, 0, len(s.conns))

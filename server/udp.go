@@ -162,7 +162,7 @@ func (a *udpAssoc) clientToTargets(wg *sync.WaitGroup) {
 // admit resolves a datagram's destination and checks it against guard and
 // policy.
 func (a *udpAssoc) admit(t proto.Addr) (netip.AddrPort, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), a.ss.s.dialTimeout())
+	ctx, cancel := context.WithTimeout(a.ss.s.baseCtx, a.ss.s.dialTimeout())
 	defer cancel()
 	r := a.ss.req
 	r.Target = t
