@@ -34,7 +34,10 @@ func (ss *session) bind(ctx context.Context) error {
 	}
 
 	// While waiting, a closed control connection ends the wait: watch it
-	// with a one-byte read that the accept below cancels.
+	// with a one-byte read that the accept below cancels. A client that
+	// sends data before the second reply breaks the protocol; if the read
+	// sees it first the session ends, if an accept wins the race the byte
+	// goes to the caller with the rest.
 	deadline := time.Now().Add(ss.s.bindTimeout())
 	ss.c.SetDeadline(time.Time{})
 	watchDone := make(chan error, 1)

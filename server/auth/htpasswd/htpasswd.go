@@ -177,7 +177,10 @@ func (f *File) Authenticate(ctx context.Context, user, password string) error {
 // bcrypt.DefaultCost). Other lines are kept as they are. The file is
 // replaced atomically and created with mode 0600 if missing.
 func SetPassword(path, user, password string, cost int) error {
-	if user == "" || strings.ContainsAny(user, ":\n\r") || len(user) > 255 {
+	// Refuse names that Parse would read differently: surrounding space
+	// is trimmed there, and a leading '#' makes a comment.
+	if user == "" || strings.ContainsAny(user, ":\n\r") || len(user) > 255 ||
+		strings.TrimSpace(user) != user || user[0] == '#' {
 		return fmt.Errorf("invalid user name %q", user)
 	}
 	if len(password) == 0 || len(password) > 72 {
