@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/socks6/socks6/proto"
@@ -59,12 +58,6 @@ func (ss *session) dialTarget() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	dial := ss.s.Dial
-	if dial == nil {
-		var d net.Dialer
-		dial = d.DialContext
-	}
-	port := strconv.Itoa(int(ss.req.Target.Port))
 	var first error
 	for i, ip := range ips {
 		actx := ctx
@@ -77,7 +70,7 @@ func (ss *session) dialTarget() (net.Conn, error) {
 			actx, c = context.WithTimeout(ctx, share)
 			defer c()
 		}
-		conn, err := dial(actx, "tcp", net.JoinHostPort(ip.String(), port))
+		conn, err := ss.s.dial(actx, netip.AddrPortFrom(ip, ss.req.Target.Port))
 		if err == nil {
 			return conn, nil
 		}
@@ -89,6 +82,17 @@ func (ss *session) dialTarget() (net.Conn, error) {
 		}
 	}
 	return nil, first
+}
+
+// dial connects to ap through the Dial hook, or a plain net.Dialer.
+func (s *Server) dial(ctx context.Context, ap netip.AddrPort) (net.Conn, error) {
+	if s.Dial != nil {
+		return s.Dial(ctx, "tcp", ap.String())
+	}
+	// Not Dialer.DialTCP: with a zero local address it still binds,
+	// which costs a system call per connection.
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", ap.String())
 }
 
 // connect serves CONNECT: dial, reply with the bound address, relay.

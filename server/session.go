@@ -173,6 +173,15 @@ func (ss *session) audit(err error) {
 			slog.Any("err", err))
 		return
 	}
+	if log := s.logger(); log.Enabled(context.Background(), slog.LevelInfo) {
+		ss.auditRecord(log, code, err)
+	}
+}
+
+// auditRecord writes the Info record. It is a function of its own so that
+// the attribute array lives in its frame only when the record is written:
+// a large frame makes every caller's goroutine grow its stack.
+func (ss *session) auditRecord(log *slog.Logger, code proto.ReplyCode, err error) {
 	attrs := []slog.Attr{
 		slog.String("client", ss.client.String()),
 		slog.String("user", ss.user),
@@ -187,7 +196,7 @@ func (ss *session) audit(err error) {
 	if err != nil {
 		attrs = append(attrs, slog.Any("err", err))
 	}
-	s.logger().LogAttrs(context.Background(), slog.LevelInfo, "session", attrs...)
+	log.LogAttrs(context.Background(), slog.LevelInfo, "session", attrs...)
 }
 
 // run is the session boundary: an error returned before a reply was sent
