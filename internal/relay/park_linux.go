@@ -117,18 +117,30 @@ func (p *poller) loop() {
 			delete(p.m, id)
 			p.mu.Unlock()
 			if d != nil {
-				d.wake()
+				// A peer's FIN without an error: once nothing is queued,
+				// that is end of stream, and the peek can be skipped.
+				ev := events[i].Events
+				d.wake(ev&unix.EPOLLRDHUP != 0 && ev&unix.EPOLLERR == 0)
 			}
 		}
 	}
 }
 
 // pending reports how many bytes are queued on socket fd without consuming
-// them: EAGAIN when none are and the stream is open, 0 at end of stream,
-// or the socket's pending error (ECONNRESET …). That error must be passed
-// on from here: the peek consumes it (sock_error clears sk_err even with
-// MSG_PEEK), and the next read would see a clean end of stream.
-func pending(fd int) (int, error) {
+// them: EAGAIN when none are and the stream is still open; 0 with a nil
+// error at end of stream; a socket error (a reset) as an error. The byte
+// count comes first because it is the common case while data flows; the
+// peek that tells "nothing yet" from end of stream runs only when the
+// count is zero and the poller has not already seen the peer's FIN (fin).
+func pending(fd int, fin bool) (int, error) {
+	if q, err := unix.IoctlGetInt(fd, unix.SIOCINQ); err == nil {
+		if q > 0 {
+			return q, nil
+		}
+		if fin {
+			return 0, nil
+		}
+	}
 	var b [1]byte
 	n, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 	if err != nil {
@@ -137,9 +149,5 @@ func pending(fd int) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	q, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
-	if err != nil || q < 1 {
-		return 1, nil
-	}
-	return q, nil
+	return 1, nil // data arrived between the two calls
 }

@@ -243,6 +243,7 @@ type direction struct {
 	fd         int
 	id         uint64
 	registered bool
+	fin        bool // the wake-up reported the peer's FIN; read by run
 }
 
 // isTimeout reports whether err is a deadline expiry.
@@ -265,6 +266,8 @@ func (d *direction) run() {
 		d.s.end(d, err)
 		return
 	}
+	fin := d.fin
+	d.fin = false
 	wait := linger
 	if s.idle > 0 && s.idle < 2*linger {
 		wait = s.idle / 2 // park early enough for the idle timer to see it
@@ -281,7 +284,8 @@ func (d *direction) run() {
 		var queued int
 		var perr error
 		err := rc.Read(func(fd uintptr) bool {
-			queued, perr = pending(int(fd))
+			queued, perr = pending(int(fd), fin)
+			fin = false // only the poller's first report counts
 			return !errors.Is(perr, syscall.EAGAIN)
 		})
 		if err == nil {
@@ -301,6 +305,15 @@ func (d *direction) run() {
 			// Readable with nothing queued and no error: end of stream.
 			d.s.end(d, d.eof())
 			return
+		}
+		if queued <= smallCopy {
+			// A few bytes (interactive traffic): read and write them. Two
+			// system calls beat splice's two plus a pipe from the pool.
+			if err := d.copySmall(queued, &wset); err != nil {
+				d.s.end(d, err)
+				return
+			}
+			continue
 		}
 		for queued > 0 {
 			chunk := min(queued, roundBytes)
@@ -380,7 +393,7 @@ func (d *direction) park() bool {
 
 // wake is called by the poller when a parked direction's source is
 // readable (or at EOF, or failed).
-func (d *direction) wake() {
+func (d *direction) wake(fin bool) {
 	s := d.s
 	s.mu.Lock()
 	if d.state != stateParked {
@@ -388,6 +401,7 @@ func (d *direction) wake() {
 		return
 	}
 	d.state = stateRunning
+	d.fin = fin
 	s.mu.Unlock()
 	select {
 	case wakeCh <- d:
@@ -420,6 +434,36 @@ func runWorker(d *direction) {
 }
 
 var bufPool = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+// smallCopy is the most that copySmall moves; above it, splice is cheaper
+// than copying through user space.
+const smallCopy = 16 << 10
+
+var smallPool = sync.Pool{New: func() any { return new([smallCopy]byte) }}
+
+// copySmall moves n queued bytes (n ≤ smallCopy) with read and write.
+func (d *direction) copySmall(n int, wset *time.Time) error {
+	s := d.s
+	bp := smallPool.Get().(*[smallCopy]byte)
+	defer smallPool.Put(bp)
+	nr, err := d.src.Read(bp[:n])
+	if nr > 0 {
+		if now := time.Now(); s.idle > 0 && now.Sub(*wset) > min(s.idle/4, time.Second) {
+			d.dst.SetWriteDeadline(now.Add(s.idle))
+			*wset = now
+		}
+		nw, werr := d.dst.Write(bp[:nr])
+		d.n += int64(nw)
+		s.touch()
+		if werr != nil {
+			return werr
+		}
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil // EOF is seen by the next readiness check
+}
 
 // bufferLoop is the portable copy for connections that cannot splice or
 // park (TLS, pipes): a goroutine per direction for the whole session.
