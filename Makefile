@@ -39,3 +39,23 @@ fuzz:
 
 clean:
 	rm -rf bin bench/out
+
+# --- bench (self-contained; see bench/README.md) ------------------------------
+# Needs root: installs dante-server and microsocks if missing and creates the
+# system user sbuser. Env: REPS (3), SCENARIOS (all), IDLE_CONNS (5000),
+# MAX_TIME, BENCH_ARGS. Results: stdout and bench/out/.
+
+## bench: socks6d vs Dante, microsocks and things-go on loopback, medians of REPS (~11 min)
+bench:
+	@bash bench/run.sh
+
+## bench-quick: one short rep of every scenario, a smoke test (~2 min)
+bench-quick:
+	@QUICK=1 REPS=$${REPS:-1} IDLE_CONNS=$${IDLE_CONNS:-1000} bash bench/run.sh
+
+# --- draft (see rfc-draft/README.md) -------------------------------------------
+.PHONY: draft
+
+## draft: render the Internet-Draft to XML and HTML with mmark and check the XML
+draft:
+	$(MAKE) -C rfc-draft

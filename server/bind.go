@@ -20,7 +20,7 @@ var errBindPeer = errors.New("incoming connection from an unexpected address")
 // accepted, as the RFC suggests; others are closed and waiting goes on.
 func (ss *session) bind(ctx context.Context) error {
 	local := addrPortOf(ss.c.LocalAddr())
-	lc := net.ListenConfig{}
+	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(local.Addr().Unmap().String(), "0"))
 	if err != nil {
 		return err

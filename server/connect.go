@@ -90,8 +90,12 @@ func (s *Server) dial(ctx context.Context, ap netip.AddrPort) (net.Conn, error) 
 		return s.Dial(ctx, "tcp", ap.String())
 	}
 	// Not Dialer.DialTCP: with a zero local address it still binds,
-	// which costs a system call per connection.
-	var d net.Dialer
+	// which costs a system call per connection. No keepalive probes while
+	// the idle timeout ends dead sessions (see Listen).
+	d := net.Dialer{}
+	if s.idleTimeout() > 0 {
+		d.KeepAlive = -1
+	}
 	return d.DialContext(ctx, "tcp", ap.String())
 }
 

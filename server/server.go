@@ -141,9 +141,19 @@ func (s *Server) idleTimeout() time.Duration {
 	return d
 }
 
-// ListenAndServe listens on the TCP address addr and serves it.
+// Listen opens a TCP listener suited to a gateway: accepted connections
+// get no TCP keepalive probes. Go enables them by default at the cost of
+// four setsockopt calls per connection; a gateway's relays have an idle
+// timeout that ends dead sessions instead (when IdleTimeout is negative,
+// sessions to vanished peers are ended only by the peers' own timers).
+func Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(ctx, network, address)
+}
+
+// ListenAndServe listens on the TCP address addr with Listen and serves it.
 func (s *Server) ListenAndServe(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return err
 	}

@@ -250,7 +250,7 @@ func (d *daemon) serve(cfg *config.Config, st server.Settings, sigs <-chan os.Si
 	// fails the start as a whole.
 	var lns []net.Listener
 	for _, a := range cfg.Listen {
-		ln, err := net.Listen("tcp", a)
+		ln, err := server.Listen(context.Background(), "tcp", a)
 		if err != nil {
 			slog.Error("listen failed", "addr", a, "err", err)
 			for _, ln := range lns {

@@ -310,6 +310,10 @@ func (d *direction) run() {
 			// A few bytes (interactive traffic): read and write them. Two
 			// system calls beat splice's two plus a pipe from the pool.
 			if err := d.copySmall(queued, &wset); err != nil {
+				if d.lingerExpired(err, wset) {
+					rset = time.Time{}
+					continue
+				}
 				d.s.end(d, err)
 				return
 			}
@@ -328,15 +332,34 @@ func (d *direction) run() {
 				s.touch()
 			}
 			if err != nil {
-				if errors.Is(err, io.EOF) {
+				switch {
+				case errors.Is(err, io.EOF):
 					d.s.end(d, d.eof())
-				} else {
+				case d.lingerExpired(err, wset):
+					// The read deadline meant for waiting passed while
+					// this goroutine was delayed; the bytes are still
+					// queued. Renew it and go on.
+					rset = time.Now()
+					d.src.SetReadDeadline(rset.Add(wait))
+					continue
+				default:
 					d.s.end(d, err) // includes a write stalled for idle
 				}
 				return
 			}
 		}
 	}
+}
+
+// lingerExpired reports whether err is only the wait deadline on src
+// having passed (a goroutine delayed on a busy machine can find it so),
+// as opposed to dst's write deadline: a write that made no progress for
+// the idle timeout.
+func (d *direction) lingerExpired(err error, wset time.Time) bool {
+	if !isTimeout(err) {
+		return false
+	}
+	return d.s.idle <= 0 || time.Since(wset) < d.s.idle
 }
 
 // eof passes src's end of stream on to dst, unless the other direction

@@ -357,7 +357,9 @@ func TestRelayIdleTimeout(t *testing.T) {
 // the timeout fires.
 func TestRelayIdleResetsOnProgress(t *testing.T) {
 	const (
-		idle  = 200 * time.Millisecond
+		// Generous against a loaded machine (race detector, two cores):
+		// a stall longer than idle would be a real idle period.
+		idle  = 500 * time.Millisecond
 		every = 50 * time.Millisecond
 		total = time.Second
 	)

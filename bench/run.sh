@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# bench/run.sh: measure socks6d against Dante, microsocks and things-go on
+# loopback with socksbench. Run it as `make bench` or `make bench-quick`;
+# see bench/README.md. Needs root (installs Debian packages if missing and
+# creates the system user Dante's username method checks).
+#
+# Environment: REPS (3), SCENARIOS (all), IDLE_CONNS (5000), QUICK (0/1),
+# MAX_TIME (socksbench -max-time, default 12m; 4m when QUICK=1),
+# BENCH_ARGS (extra socksbench flags), OUT_DIR (bench/out).
+#
+# Every process it starts is recorded and ended by PID on exit, including
+# on failure or interrupt. All servers listen on 127.0.0.1 only.
+#
+# The whole script is one { ... } block, which bash reads completely before
+# running it, so editing this file during a run cannot derail that run.
+{
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+REPS=${REPS:-3}
+SCENARIOS=${SCENARIOS:-all}
+IDLE_CONNS=${IDLE_CONNS:-5000}
+QUICK=${QUICK:-0}
+BENCH_ARGS=${BENCH_ARGS:-}
+OUT_DIR=${OUT_DIR:-$ROOT/bench/out}
+if [ "$QUICK" = 1 ]; then
+	MAX_TIME=${MAX_TIME:-4m}
+else
+	MAX_TIME=${MAX_TIME:-12m}
+fi
+BENCH_USER=sbuser
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	export PATH=/usr/local/go/bin:$PATH
+fi
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+[ "$(id -u)" = 0 ] || die "run as root: it installs dante-server and microsocks if missing and creates the system user $BENCH_USER for Dante's username method"
+
+# One run at a time: two would share 2 cores and overwrite each other's
+# password for $BENCH_USER. The servers get the lock's fd closed (9>&-).
+LOCK=/tmp/socksbench.lock
+exec 9>"$LOCK"
+if ! flock -n 9; then
+	die "another bench run is in progress (it holds $LOCK); wait for it to finish"
+fi
+
+T_START=$(date +%s)
+WORK=$(mktemp -d /tmp/socksbench.XXXXXX)
+PIDS=()
+FAILED=1
+
+# descendants prints the PIDs of all descendants of the PIDs given, from
+# one snapshot of the process table.
+descendants() {
+	ps -eo pid=,ppid= | awk -v roots="$*" '
+		BEGIN { n = split(roots, r, " "); for (i = 1; i <= n; i++) want[r[i]] = 1 }
+		{ parent[$1] = $2 }
+		END {
+			do {
+				added = 0
+				for (p in parent) if (!(p in want) && (parent[p] in want)) { want[p] = 1; added = 1; print p }
+			} while (added)
+		}'
+}
+
+cleanup() {
+	local rc=$? pid all=() p i
+	trap - EXIT INT TERM
+	if [ ${#PIDS[@]} -gt 0 ]; then
+		all=("${PIDS[@]}")
+		for p in $(descendants "${PIDS[@]}"); do all+=("$p"); done
+	fi
+	if [ ${#all[@]} -gt 0 ]; then
+		kill -TERM "${all[@]}" 2>/dev/null || true
+		for i in $(seq 1 30); do
+			local left=0
+			for p in "${all[@]}"; do
+				local st=Z
+				read -r _ _ st _ 2>/dev/null </proc/"$p"/stat || st=Z
+				[ "$st" != Z ] && left=1
+			done
+			[ $left = 0 ] && break
+			sleep 0.1
+		done
+		kill -KILL "${all[@]}" 2>/dev/null || true
+		wait 2>/dev/null || true
+	fi
+	if [ $rc != 0 ] || [ $FAILED = 1 ]; then
+		log "failed (exit $rc); server logs are kept in $WORK:"
+		for f in "$WORK"/*.log; do
+			[ -s "$f" ] || continue
+			echo "--- $f (last 15 lines)" >&2
+			tail -n 15 "$f" >&2
+		done
+		[ $rc = 0 ] && rc=1
+	else
+		rm -rf "$WORK"
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- 1. peers from Debian -----------------------------------------------------
+missing=()
+dpkg -s dante-server >/dev/null 2>&1 && [ -x /usr/sbin/danted ] || missing+=(dante-server)
+dpkg -s microsocks >/dev/null 2>&1 && command -v microsocks >/dev/null || missing+=(microsocks)
+if [ ${#missing[@]} -gt 0 ]; then
+	log "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	if ! apt-get install -y "${missing[@]}" >"$WORK/apt.log" 2>&1; then
+		apt-get update >>"$WORK/apt.log" 2>&1
+		apt-get install -y "${missing[@]}" >>"$WORK/apt.log" 2>&1 || die "apt-get install ${missing[*]} failed (see $WORK/apt.log)"
+	fi
+fi
+# The package may have started a system danted on its default port; ours
+# use their own ports and configuration, so it does not matter.
+
+# A system user for Dante's username method (it checks the system password
+# database) and the same credentials for the other servers.
+if ! id "$BENCH_USER" >/dev/null 2>&1; then
+	log "creating system user $BENCH_USER (no home, no login shell)"
+	useradd -M -s /usr/sbin/nologin "$BENCH_USER"
+fi
+PASS=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20)
+echo "$BENCH_USER:$PASS" | chpasswd
+
+# --- 2. builds ------------------------------------------------------------------
+BIN=$WORK/bin
+mkdir -p "$BIN" "$OUT_DIR"
+log "building socks6d and the bench tools"
+go build -o "$BIN/socks6d" ./cmd/socks6d
+(cd bench && go build -o "$BIN/" ./socksbench ./thingsgo ./mkhtpasswd)
+SB=$BIN/socksbench
+
+# Users file for socks6d: "socks6d passwd" reads one line from stdin when it
+# is not a terminal; mkhtpasswd is the fallback.
+USERS=$WORK/users.htpasswd
+if ! printf '%s\n' "$PASS" | "$BIN/socks6d" passwd -users "$USERS" "$BENCH_USER" >"$WORK/passwd.log" 2>&1 ||
+	! grep -q "^$BENCH_USER:\$2" "$USERS" 2>/dev/null; then
+	log "socks6d passwd did not work (see $WORK/passwd.log); using bench/mkhtpasswd"
+	printf '%s\n' "$PASS" | "$BIN/mkhtpasswd" -users "$USERS" "$BENCH_USER"
+fi
+
+# --- 3. servers -------------------------------------------------------------------
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+mapfile -t PORTS < <("$SB" -free-ports 8)
+[ ${#PORTS[@]} = 8 ] || die "could not find free ports"
+P_S6=${PORTS[0]} P_S6A=${PORTS[1]} P_DA=${PORTS[2]} P_DAA=${PORTS[3]}
+P_MS=${PORTS[4]} P_MSA=${PORTS[5]} P_TG=${PORTS[6]} P_TGA=${PORTS[7]}
+
+start() { # start NAME CMD...: run in the background, log to $WORK/NAME.log
+	local name=$1
+	shift
+	"$@" >"$WORK/$name.log" 2>&1 9>&- &
+	PIDS+=($!)
+	eval "PID_${name//-/_}=$!"
+}
+
+s6conf() { # s6conf FILE PORT [USERS]
+	{
+		echo "listen = [\"127.0.0.1:$2\"]"
+		echo 'log_level = "warn"'
+		[ -n "${3:-}" ] && echo "users_file = \"$3\""
+		echo '[guard]'
+		echo 'allow_loopback = true'
+	} >"$1"
+}
+s6conf "$WORK/socks6d.toml" "$P_S6"
+s6conf "$WORK/socks6d-auth.toml" "$P_S6A" "$USERS"
+
+danteconf() { # danteconf FILE PORT METHOD LOG
+	cat >"$1" <<EOF
+logoutput: $4
+debug: 0
+internal: 127.0.0.1 port = $2
+external: lo
+clientmethod: none
+socksmethod: $3
+user.privileged: root
+user.unprivileged: nobody
+client pass {
+	from: 127.0.0.0/8 to: 127.0.0.0/8
+	log: error
+}
+socks pass {
+	from: 127.0.0.0/8 to: 127.0.0.0/8
+	command: connect udpassociate bindreply udpreply
+	log: error
+}
+EOF
+}
+danteconf "$WORK/dante.conf" "$P_DA" none "$WORK/dante.out"
+danteconf "$WORK/dante-auth.conf" "$P_DAA" username "$WORK/dante-auth.out"
+
+start socks6d "$BIN/socks6d" -config "$WORK/socks6d.toml"
+start socks6d-auth "$BIN/socks6d" -config "$WORK/socks6d-auth.toml"
+start dante /usr/sbin/danted -f "$WORK/dante.conf" -p "$WORK/dante.pid"
+start dante-auth /usr/sbin/danted -f "$WORK/dante-auth.conf" -p "$WORK/dante-auth.pid"
+start microsocks microsocks -i 127.0.0.1 -p "$P_MS"
+start microsocks-auth microsocks -i 127.0.0.1 -p "$P_MSA" -u "$BENCH_USER" -P "$PASS"
+start things-go "$BIN/thingsgo" -addr "127.0.0.1:$P_TG"
+start things-go-auth "$BIN/thingsgo" -addr "127.0.0.1:$P_TGA" -user "$BENCH_USER" -pass "$PASS"
+
+"$SB" -wait "127.0.0.1:$P_S6,127.0.0.1:$P_S6A,127.0.0.1:$P_DA,127.0.0.1:$P_DAA,127.0.0.1:$P_MS,127.0.0.1:$P_MSA,127.0.0.1:$P_TG,127.0.0.1:$P_TGA" ||
+	die "a server did not start"
+for pid in "${PIDS[@]}"; do
+	kill -0 "$pid" 2>/dev/null || die "server process $pid exited at start"
+done
+
+# --- 4. measure -----------------------------------------------------------------
+dante_ver=$(/usr/sbin/danted -v 2>&1 | head -n1 | sed 's/\.  *Copyright.*//')
+dante_pkg=$(dpkg-query -W -f '${Version}' dante-server)
+ms_pkg=$(dpkg-query -W -f '${Version}' microsocks)
+tg_ver=$(go version -m "$BIN/thingsgo" | awk '$2 == "github.com/things-go/go-socks5" {print $3}')
+s6_ver=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+go_ver=$(go version | awk '{print $3}')
+
+TS=$(date -u +%Y%m%dT%H%M%SZ)
+QUICK_FLAG=()
+[ "$QUICK" = 1 ] && QUICK_FLAG=(-quick)
+up=$(($(date +%s) - T_START))
+log "servers up; measuring (REPS=$REPS SCENARIOS=$SCENARIOS IDLE_CONNS=$IDLE_CONNS QUICK=$QUICK, at most $MAX_TIME; setup took ${up}s)"
+# shellcheck disable=SC2086 # BENCH_ARGS is split on purpose
+"$SB" -reps "$REPS" -scenarios "$SCENARIOS" -idle-conns "$IDLE_CONNS" -max-time "$MAX_TIME" "${QUICK_FLAG[@]}" \
+	-json "$OUT_DIR/results-$TS.json" -md "$OUT_DIR/results-$TS.md" \
+	-meta "socks6d=$s6_ver (this tree, $go_ver; log_level warn, allow_loopback)" \
+	-meta "dante=$dante_ver (Debian $dante_pkg)" \
+	-meta "microsocks=microsocks (Debian $ms_pkg)" \
+	-meta "things-go=github.com/things-go/go-socks5 $tg_ver (bench/thingsgo, library defaults)" \
+	-meta "auth=username/password: socks6d users file (bcrypt cost 10), Dante system user (chpasswd default hash), microsocks -u/-P, things-go StaticCredentials" \
+	-target "name=socks6d,addr=127.0.0.1:$P_S6,pid=$PID_socks6d" \
+	-target "name=socks6d-auth,addr=127.0.0.1:$P_S6A,pid=$PID_socks6d_auth,user=$BENCH_USER,pass=$PASS" \
+	-target "name=dante,addr=127.0.0.1:$P_DA,pid=$PID_dante" \
+	-target "name=dante-auth,addr=127.0.0.1:$P_DAA,pid=$PID_dante_auth,user=$BENCH_USER,pass=$PASS" \
+	-target "name=microsocks,addr=127.0.0.1:$P_MS,pid=$PID_microsocks" \
+	-target "name=microsocks-auth,addr=127.0.0.1:$P_MSA,pid=$PID_microsocks_auth,user=$BENCH_USER,pass=$PASS" \
+	-target "name=things-go,addr=127.0.0.1:$P_TG,pid=$PID_things_go" \
+	-target "name=things-go-auth,addr=127.0.0.1:$P_TGA,pid=$PID_things_go_auth,user=$BENCH_USER,pass=$PASS" \
+	$BENCH_ARGS 9>&- &
+# In the background so that a signal reaches the trap at once.
+SBPID=$!
+PIDS+=("$SBPID")
+wait "$SBPID"
+cp "$OUT_DIR/results-$TS.json" "$OUT_DIR/latest.json"
+cp "$OUT_DIR/results-$TS.md" "$OUT_DIR/latest.md"
+log "saved $OUT_DIR/results-$TS.md and .json (also latest.md, latest.json)"
+FAILED=0
+exit 0
+}
