@@ -17,6 +17,10 @@ var (
 	ErrMalformed = errors.New("socks: malformed message")
 	// ErrTooLong means a field is longer than the protocol allows.
 	ErrTooLong = errors.New("socks: field too long")
+	// ErrAuthMethod means a HELLO names an authentication method the
+	// parser does not know, so it cannot find the options; the gateway
+	// answers with HelloAuthFailed.
+	ErrAuthMethod = errors.New("socks: unsupported authentication method")
 )
 
 // A ParseError reports which message failed to decode and where. The Read
