@@ -1,17 +1,19 @@
 // Package relay copies bytes both ways between two connections until both
 // directions have ended, the way a SOCKS gateway relays a session.
 //
-// Between two *net.TCPConn each direction moves bytes with io.CopyN, which
-// Linux turns into splice(2): the payload never enters user space, and
-// the byte counts come from the copy. A direction first waits until its
-// source is readable and then splices exactly the bytes queued, so a
-// splice pipe is held only while bytes move. After a quiet second a
-// direction parks: its socket is registered, one-shot, with a shared
-// epoll set watched by a single goroutine, and the direction's goroutine
-// exits. The next byte (or EOF, or an error) wakes it in a new goroutine.
-// A session whose peers are silent therefore holds its two sockets and a
-// few hundred bytes of state: no goroutine, no stack, no pipe. Sessions
-// start parked.
+// Between two *net.TCPConn a running direction reads into a small pooled
+// buffer and writes what it got: for interactive traffic a read and a
+// write per message is the least work there is. When a read fills the
+// buffer, a bulk transfer is under way, and the bytes queued behind it
+// move with io.CopyN, which Linux turns into splice(2): the payload never
+// enters user space, and a splice pipe is held only while bytes move.
+// Byte counts come from the copies. After a quiet second a direction
+// parks: its socket is registered, one-shot, with a shared epoll set
+// watched by a single goroutine, and the direction's goroutine exits. The
+// next byte (or EOF, or an error) wakes it on a reused goroutine. A
+// session whose peers are silent therefore holds its two sockets and a
+// few hundred bytes of state: no goroutine, no stack, no buffer, no pipe.
+// Sessions start parked.
 //
 // Connections of other types (TLS, pipes) get a goroutine per direction
 // and a pooled buffer instead.

@@ -117,37 +117,17 @@ func (p *poller) loop() {
 			delete(p.m, id)
 			p.mu.Unlock()
 			if d != nil {
-				// A peer's FIN without an error: once nothing is queued,
-				// that is end of stream, and the peek can be skipped.
-				ev := events[i].Events
-				d.wake(ev&unix.EPOLLRDHUP != 0 && ev&unix.EPOLLERR == 0)
+				d.wake()
 			}
 		}
 	}
 }
 
-// pending reports how many bytes are queued on socket fd without consuming
-// them: EAGAIN when none are and the stream is still open; 0 with a nil
-// error at end of stream; a socket error (a reset) as an error. The byte
-// count comes first because it is the common case while data flows; the
-// peek that tells "nothing yet" from end of stream runs only when the
-// count is zero and the poller has not already seen the peer's FIN (fin).
-func pending(fd int, fin bool) (int, error) {
-	if q, err := unix.IoctlGetInt(fd, unix.SIOCINQ); err == nil {
-		if q > 0 {
-			return q, nil
-		}
-		if fin {
-			return 0, nil
-		}
-	}
-	var b [1]byte
-	n, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+// queuedBytes reports how many bytes wait in socket fd's receive queue.
+func queuedBytes(fd int) int {
+	q, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
 	if err != nil {
-		return 0, err
+		return 0
 	}
-	if n == 0 {
-		return 0, nil
-	}
-	return 1, nil // data arrived between the two calls
+	return q
 }

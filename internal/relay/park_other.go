@@ -13,4 +13,4 @@ func arm(d *direction) error { return errors.ErrUnsupported }
 
 func unpark(d *direction) {}
 
-func pending(fd int, fin bool) (int, error) { return 0, errors.ErrUnsupported }
+func queuedBytes(fd int) int { return 0 }

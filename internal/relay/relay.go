@@ -7,7 +7,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -243,16 +242,18 @@ type direction struct {
 	fd         int
 	id         uint64
 	registered bool
-	fin        bool // the wake-up reported the peer's FIN; read by run
 }
 
 // isTimeout reports whether err is a deadline expiry.
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 // run copies until EOF, failure, or a quiet spell long enough to park.
-// It waits for readability outside splice and then splices exactly the
-// bytes queued, so a pipe is held only while bytes move, never while
-// waiting.
+// It reads into a small pooled buffer, which costs a read and a write per
+// message, the least for interactive traffic; when a read fills the
+// buffer, a bulk transfer is under way and the bytes queued behind it are
+// spliced without entering user space. A direction waiting in read holds
+// a small buffer and its goroutine for at most the linger time, then
+// parks with neither.
 func (d *direction) run() {
 	s := d.s
 	src, sok := d.src.(*net.TCPConn)
@@ -266,8 +267,6 @@ func (d *direction) run() {
 		d.s.end(d, err)
 		return
 	}
-	fin := d.fin
-	d.fin = false
 	wait := linger
 	if s.idle > 0 && s.idle < 2*linger {
 		wait = s.idle / 2 // park early enough for the idle timer to see it
@@ -281,45 +280,48 @@ func (d *direction) run() {
 			d.src.SetReadDeadline(now.Add(wait))
 			rset = now
 		}
-		var queued int
-		var perr error
-		err := rc.Read(func(fd uintptr) bool {
-			queued, perr = pending(int(fd), fin)
-			fin = false // only the poller's first report counts
-			return !errors.Is(perr, syscall.EAGAIN)
-		})
-		if err == nil {
-			err = perr // a reset or other socket error
+		bp := smallPool.Get().(*[smallCopy]byte)
+		nr, rerr := d.src.Read(bp[:])
+		if nr > 0 {
+			if now := time.Now(); s.idle > 0 && now.Sub(wset) > min(s.idle/4, time.Second) {
+				d.dst.SetWriteDeadline(now.Add(s.idle))
+				wset = now
+			}
+			nw, werr := d.dst.Write(bp[:nr])
+			d.n += int64(nw)
+			s.touch()
+			if werr != nil {
+				smallPool.Put(bp)
+				d.s.end(d, werr)
+				return
+			}
 		}
-		if err != nil {
-			if isTimeout(err) {
+		smallPool.Put(bp)
+		if rerr != nil {
+			switch {
+			case errors.Is(rerr, io.EOF):
+				d.s.end(d, d.eof())
+				return
+			case isTimeout(rerr):
+				// Quiet for the linger time (or this goroutine was
+				// delayed past it; then the next read just renews it).
 				if d.park() {
 					return
 				}
+				rset = time.Time{}
 				continue
-			}
-			d.s.end(d, err)
-			return
-		}
-		if queued == 0 {
-			// Readable with nothing queued and no error: end of stream.
-			d.s.end(d, d.eof())
-			return
-		}
-		if queued <= smallCopy {
-			// A few bytes (interactive traffic): read and write them. Two
-			// system calls beat splice's two plus a pipe from the pool.
-			if err := d.copySmall(queued, &wset); err != nil {
-				if d.lingerExpired(err, wset) {
-					rset = time.Time{}
-					continue
-				}
-				d.s.end(d, err)
+			default:
+				d.s.end(d, rerr)
 				return
 			}
+		}
+		if nr < smallCopy {
 			continue
 		}
-		for queued > 0 {
+		// The read filled the buffer: splice whatever else is queued.
+		var queued int
+		rc.Control(func(fd uintptr) { queued = queuedBytes(int(fd)) })
+		for queued > smallCopy {
 			chunk := min(queued, roundBytes)
 			if now := time.Now(); s.idle > 0 && now.Sub(wset) > min(s.idle/4, time.Second) {
 				d.dst.SetWriteDeadline(now.Add(s.idle))
@@ -416,7 +418,7 @@ func (d *direction) park() bool {
 
 // wake is called by the poller when a parked direction's source is
 // readable (or at EOF, or failed).
-func (d *direction) wake(fin bool) {
+func (d *direction) wake() {
 	s := d.s
 	s.mu.Lock()
 	if d.state != stateParked {
@@ -424,7 +426,6 @@ func (d *direction) wake(fin bool) {
 		return
 	}
 	d.state = stateRunning
-	d.fin = fin
 	s.mu.Unlock()
 	select {
 	case wakeCh <- d:
@@ -458,35 +459,11 @@ func runWorker(d *direction) {
 
 var bufPool = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 
-// smallCopy is the most that copySmall moves; above it, splice is cheaper
-// than copying through user space.
+// smallCopy is the read buffer of a running direction; a transfer that
+// fills it is spliced instead, which is cheaper above this size.
 const smallCopy = 16 << 10
 
 var smallPool = sync.Pool{New: func() any { return new([smallCopy]byte) }}
-
-// copySmall moves n queued bytes (n ≤ smallCopy) with read and write.
-func (d *direction) copySmall(n int, wset *time.Time) error {
-	s := d.s
-	bp := smallPool.Get().(*[smallCopy]byte)
-	defer smallPool.Put(bp)
-	nr, err := d.src.Read(bp[:n])
-	if nr > 0 {
-		if now := time.Now(); s.idle > 0 && now.Sub(*wset) > min(s.idle/4, time.Second) {
-			d.dst.SetWriteDeadline(now.Add(s.idle))
-			*wset = now
-		}
-		nw, werr := d.dst.Write(bp[:nr])
-		d.n += int64(nw)
-		s.touch()
-		if werr != nil {
-			return werr
-		}
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil // EOF is seen by the next readiness check
-}
 
 // bufferLoop is the portable copy for connections that cannot splice or
 // park (TLS, pipes): a goroutine per direction for the whole session.
