@@ -54,25 +54,7 @@ func testParseValue[T message](t *testing.T, parse func([]byte) (T, error), vs [
 					t.Errorf("parse(%s) = %#v on error; want the zero value", tt.in, got)
 				}
 			} else {
-				if !reflect.DeepEqual(got, tt.want) {
-					t.Errorf("parse(%s) =\n%#v\nwant\n%#v", tt.in, got, tt.want)
-				}
-				wantEnc := in
-				if tt.enc != "" {
-					wantEnc = mustHex(t, tt.enc)
-				}
-				enc, err := got.AppendBinary(nil)
-				if err != nil {
-					t.Fatalf("AppendBinary: %v", err)
-				}
-				if !bytes.Equal(enc, wantEnc) {
-					t.Errorf("AppendBinary = % x, want % x", enc, wantEnc)
-				}
-				pre := []byte{0xaa, 0xbb}
-				enc2, err := tt.want.AppendBinary(pre)
-				if err != nil || !bytes.Equal(enc2[:2], pre) || !bytes.Equal(enc2[2:], wantEnc) {
-					t.Errorf("AppendBinary(aa bb) = % x, %v; want aa bb % x", enc2, err, wantEnc)
-				}
+				checkDecoded(t, tt, in, got)
 			}
 
 			at := tt.at

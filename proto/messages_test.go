@@ -31,26 +31,7 @@ func testParse[T message](t *testing.T, parse func([]byte) (T, int, error), vs [
 				if n != len(in) {
 					t.Errorf("parse(%s) n = %d, want %d", tt.in, n, len(in))
 				}
-				if !reflect.DeepEqual(got, tt.want) {
-					t.Errorf("parse(%s) = %#v, want %#v", tt.in, got, tt.want)
-				}
-				wantEnc := in
-				if tt.enc != "" {
-					wantEnc = mustHex(t, tt.enc)
-				}
-				enc, err := got.AppendBinary(nil)
-				if err != nil {
-					t.Fatalf("AppendBinary: %v", err)
-				}
-				if !bytes.Equal(enc, wantEnc) {
-					t.Errorf("AppendBinary = % x, want % x", enc, wantEnc)
-				}
-				// AppendBinary appends and leaves the prefix alone.
-				pre := []byte{0xaa, 0xbb}
-				enc2, err := tt.want.AppendBinary(pre)
-				if err != nil || !bytes.Equal(enc2[:2], pre) || !bytes.Equal(enc2[2:], wantEnc) {
-					t.Errorf("AppendBinary(aa bb) = % x, %v; want aa bb % x", enc2, err, wantEnc)
-				}
+				checkDecoded(t, tt, in, got)
 			}
 
 			// Every truncation: ErrShortBuffer until the error is
@@ -79,6 +60,33 @@ func testParse[T message](t *testing.T, parse func([]byte) (T, int, error), vs [
 				t.Errorf("parse(%s deadbeef) = %#v, %d; want %#v, %d", tt.in, got2, n2, got, len(in))
 			}
 		})
+	}
+}
+
+// checkDecoded checks a successful decode of vector tt (whose bytes are
+// in): the value is tt.want, it re-encodes as tt.enc (or in), and
+// AppendBinary appends, leaving what came before alone. Both table
+// drivers, for slice parsers and for frame-value parsers, use it.
+func checkDecoded[T message](t *testing.T, tt vector[T], in []byte, got T) {
+	t.Helper()
+	if !reflect.DeepEqual(got, tt.want) {
+		t.Errorf("parse(%s) =\n%#v\nwant\n%#v", tt.in, got, tt.want)
+	}
+	wantEnc := in
+	if tt.enc != "" {
+		wantEnc = mustHex(t, tt.enc)
+	}
+	enc, err := got.AppendBinary(nil)
+	if err != nil {
+		t.Fatalf("AppendBinary: %v", err)
+	}
+	if !bytes.Equal(enc, wantEnc) {
+		t.Errorf("AppendBinary = % x, want % x", enc, wantEnc)
+	}
+	pre := []byte{0xaa, 0xbb}
+	enc2, err := tt.want.AppendBinary(pre)
+	if err != nil || !bytes.Equal(enc2[:2], pre) || !bytes.Equal(enc2[2:], wantEnc) {
+		t.Errorf("AppendBinary(aa bb) = % x, %v; want aa bb % x", enc2, err, wantEnc)
 	}
 }
 

@@ -283,10 +283,7 @@ func (d *direction) run() {
 		bp := smallPool.Get().(*[smallCopy]byte)
 		nr, rerr := d.src.Read(bp[:])
 		if nr > 0 {
-			if now := time.Now(); s.idle > 0 && now.Sub(wset) > min(s.idle/4, time.Second) {
-				d.dst.SetWriteDeadline(now.Add(s.idle))
-				wset = now
-			}
+			d.renewWriteDeadline(&wset)
 			nw, werr := d.dst.Write(bp[:nr])
 			d.n += int64(nw)
 			s.touch()
@@ -323,10 +320,7 @@ func (d *direction) run() {
 		rc.Control(func(fd uintptr) { queued = queuedBytes(int(fd)) })
 		for queued > smallCopy {
 			chunk := min(queued, roundBytes)
-			if now := time.Now(); s.idle > 0 && now.Sub(wset) > min(s.idle/4, time.Second) {
-				d.dst.SetWriteDeadline(now.Add(s.idle))
-				wset = now
-			}
+			d.renewWriteDeadline(&wset)
 			n, err := io.CopyN(d.dst, d.src, int64(chunk))
 			d.n += n
 			queued -= int(n)
@@ -350,6 +344,17 @@ func (d *direction) run() {
 				return
 			}
 		}
+	}
+}
+
+// renewWriteDeadline gives dst's writes the idle timeout from now, at most
+// once a second (or a quarter of the timeout): wset is when it was last
+// set. A write that cannot progress for the idle timeout then fails.
+func (d *direction) renewWriteDeadline(wset *time.Time) {
+	idle := d.s.idle
+	if now := time.Now(); idle > 0 && now.Sub(*wset) > min(idle/4, time.Second) {
+		d.dst.SetWriteDeadline(now.Add(idle))
+		*wset = now
 	}
 }
 
