@@ -108,6 +108,10 @@ func (ss *session) connect(ctx context.Context, early []byte) error {
 	if err != nil {
 		return err
 	}
+	if ss.s.shutdown.Load() {
+		target.Close() // shutdown began while dialing
+		return errShuttingDown
+	}
 	bound := addrPortOf(target.LocalAddr())
 	ss.bound = bound.String()
 	if err := ss.writeReply(proto.ReplySucceeded, proto.AddrFromAddrPort(bound)); err != nil {

@@ -35,6 +35,8 @@ func replyErr(code proto.ReplyCode, err error) error { return &ReplyError{Code: 
 var (
 	// ErrNotAllowed is returned by policies that refuse a request.
 	ErrNotAllowed = &ReplyError{Code: proto.ReplyNotAllowed, Err: errors.New("refused by policy")}
+	// errShuttingDown refuses requests that arrive while the gateway drains.
+	errShuttingDown = &ReplyError{Code: proto.ReplyGeneralFailure, Err: errors.New("gateway shutting down")}
 	// errInternalTarget refuses loopback, link-local and gateway-own targets.
 	errInternalTarget = &ReplyError{Code: proto.ReplyNotAllowed, Err: errors.New("target is internal to the gateway")}
 )

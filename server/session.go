@@ -256,6 +256,11 @@ func (ss *session) run() error {
 		return ss.fail(replyErr(code, err))
 	}
 	ss.counted = true
+	if s.shutdown.Load() {
+		// Shutdown drains sessions that are relaying; one still in its
+		// handshake does not start anything new.
+		return ss.fail(errShuttingDown)
+	}
 
 	switch req.Command {
 	case proto.CommandConnect:
