@@ -3,14 +3,11 @@ module github.com/socks6/socks6
 go 1.26.0
 
 require (
+	github.com/miekg/dns v1.1.73
 	github.com/pelletier/go-toml/v2 v2.2.4
+	github.com/things-go/go-socks5 v0.1.0
 	golang.org/x/crypto v0.54.0
 	golang.org/x/net v0.57.0
 	golang.org/x/sys v0.49.0
 	golang.org/x/term v0.45.0
-)
-
-require (
-	github.com/miekg/dns v1.1.73 // indirect
-	github.com/things-go/go-socks5 v0.1.0 // indirect
 )

@@ -1,10 +1,17 @@
 // Benchmark tools. A module of their own so that the peer servers'
 // libraries (things-go/go-socks5) stay out of the gateway's dependencies.
+// miekg/dns is the dns scenario's DNS server.
 module github.com/socks6/socks6/bench
 
 go 1.26.0
 
 require (
+	github.com/miekg/dns v1.1.73
 	github.com/things-go/go-socks5 v0.1.0
-	golang.org/x/crypto v0.45.0
+	golang.org/x/crypto v0.54.0
+)
+
+require (
+	golang.org/x/net v0.57.0 // indirect
+	golang.org/x/sys v0.47.0 // indirect
 )

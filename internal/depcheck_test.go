@@ -129,9 +129,11 @@ var importRules = []struct {
 var thirdParty = map[string][]string{
 	"proto":                nil, // standard library only
 	"internal/...":         {"golang.org/x/"},
+	"internal/socks6test":  {"golang.org/x/", "github.com/miekg/dns"},            // DNS servers inside tests
 	"internal/config":      {"golang.org/x/", "github.com/pelletier/go-toml/v2"}, // the config file format
 	"server":               {"golang.org/x/"},
 	"server/...":           {"golang.org/x/"},
+	"server/resolver":      {"github.com/miekg/dns"}, // the gateway's resolver
 	"server/auth/...":      {"golang.org/x/"},
 	"server/auth/htpasswd": {"golang.org/x/crypto"},                           // bcrypt
 	"client/...":           {"golang.org/x/", "github.com/insomniacslk/dhcp"}, // proxy interfaces; DHCP discovery

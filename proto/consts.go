@@ -141,6 +141,28 @@ const (
 	ReplyMalformedRequest   ReplyCode = 0xEB // a malformed frame or request; the Reason of CLOSE
 )
 
+// SOCKS5 returns the code to send in an RFC 1928 reply, to a client that
+// did not negotiate the extensions: RFC 1928 codes stay, and the
+// extension codes map as the draft's table says (0xE6 NameNotFound
+// becomes host unreachable, 0xE8 Timeout TTL expired, and so on). Codes
+// no table covers become general failure.
+func (r ReplyCode) SOCKS5() ReplyCode {
+	switch r {
+	case ReplyAuthRequired, ReplyTokenInvalid, ReplyPortUnavailable, ReplyNotServed:
+		return ReplyNotAllowed
+	case ReplyNameNotFound:
+		return ReplyHostUnreachable
+	case ReplyTimeout:
+		return ReplyTTLExpired
+	case ReplyRejectedByListener:
+		return ReplyConnectionRefused
+	}
+	if r <= ReplyAddressTypeNotSupported {
+		return r
+	}
+	return ReplyGeneralFailure
+}
+
 // String returns the reply code's meaning, or the code in hex if unknown.
 func (r ReplyCode) String() string {
 	switch r {

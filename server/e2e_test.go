@@ -30,6 +30,7 @@ import (
 	"github.com/socks6/socks6/proto"
 	"github.com/socks6/socks6/server"
 	"github.com/socks6/socks6/server/auth/htpasswd"
+	"github.com/socks6/socks6/server/resolver"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/net/proxy"
 )
@@ -202,6 +203,10 @@ func e2eAuthGateway(t testing.TB) (*server.Server, string) {
 // e2eResolver is a stub resolver for Server.Resolver.
 type e2eResolver func(ctx context.Context, network, host string) ([]netip.Addr, error)
 
+func (f e2eResolver) Lookup(ctx context.Context, network, host string) ([]resolver.Answer, error) {
+	return lookupFromNetIP(ctx, f, network, host)
+}
+
 func (f e2eResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	return f(ctx, network, host)
 }
@@ -343,8 +348,9 @@ func TestXNetProxy(t *testing.T) {
 
 				mu.Lock()
 				defer mu.Unlock()
-				if tg.name == "name" && !slices.Equal(asked, []string{"localhost"}) {
-					t.Errorf("gateway resolved %q, want [localhost]", asked)
+				// One query per family (A and AAAA, Happy Eyeballs).
+				if tg.name == "name" && !slices.Equal(asked, []string{"localhost", "localhost"}) {
+					t.Errorf("gateway resolved %q, want localhost for A and for AAAA", asked)
 				}
 				if tg.name != "name" && len(asked) > 0 {
 					t.Errorf("gateway resolved %q for an IP target", asked)
@@ -758,6 +764,7 @@ type e2eRecord struct {
 	Cmd       string `json:"cmd"`
 	Target    string `json:"target"`
 	Bound     string `json:"bound"`
+	Connected string `json:"connected"`
 	BytesUp   int64  `json:"bytes_up"`
 	BytesDown int64  `json:"bytes_down"`
 	Dur       int64  `json:"dur"`
@@ -813,7 +820,7 @@ func TestAuditRecord(t *testing.T) {
 	e2eCheckLeaks(t)
 	echo := socks6test.EchoServer(t)
 	closed := e2eClosedPort(t)
-	wantKeys := []string{"bound", "bytes_down", "bytes_up", "client", "cmd", "dur", "level", "msg", "reply", "target", "time", "user"}
+	wantKeys := []string{"bound", "bytes_down", "bytes_up", "client", "cmd", "connected", "dur", "level", "msg", "reply", "target", "time", "user"}
 
 	t.Run("connect", func(t *testing.T) {
 		audit := e2eNewAudit()

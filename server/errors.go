@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/socks6/socks6/proto"
+	"github.com/socks6/socks6/server/resolver"
 )
 
 // A ReplyError is an error the gateway reports to the client as a reply
@@ -41,8 +42,10 @@ var (
 	errInternalTarget = &ReplyError{Code: proto.ReplyNotAllowed, Err: errors.New("target is internal to the gateway")}
 )
 
-// replyCode maps any error to the code the client is sent. Dial failures
-// keep their distinctions; unknown errors are a general failure.
+// replyCode maps any error to the code the client is sent, in the
+// extension codes (writeReply maps them for plain SOCKS5 clients). Dial
+// and lookup failures keep their distinctions; unknown errors are a
+// general failure.
 func replyCode(err error) proto.ReplyCode {
 	var re *ReplyError
 	if errors.As(err, &re) {
@@ -50,6 +53,10 @@ func replyCode(err error) proto.ReplyCode {
 	}
 	var dnsErr *net.DNSError
 	switch {
+	case errors.Is(err, resolver.ErrNotFound):
+		return proto.ReplyNameNotFound
+	case errors.Is(err, resolver.ErrServerFailure):
+		return proto.ReplyNameServerFailure
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return proto.ReplyConnectionRefused
 	case errors.Is(err, syscall.ENETUNREACH):
@@ -61,12 +68,15 @@ func replyCode(err error) proto.ReplyCode {
 		return proto.ReplyNotAllowed
 	case errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.Is(err, context.DeadlineExceeded):
-		return proto.ReplyTTLExpired
+		return proto.ReplyTimeout
 	case errors.As(err, &dnsErr):
-		if dnsErr.IsTimeout {
-			return proto.ReplyTTLExpired
+		switch {
+		case dnsErr.IsNotFound:
+			return proto.ReplyNameNotFound
+		case dnsErr.IsTimeout:
+			return proto.ReplyNameServerFailure
 		}
-		return proto.ReplyHostUnreachable
+		return proto.ReplyNameServerFailure
 	}
 	return proto.ReplyGeneralFailure
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/socks6/socks6/proto"
 	"github.com/socks6/socks6/server"
+	"github.com/socks6/socks6/server/resolver"
 )
 
 // FuzzHandshake feeds arbitrary bytes to a gateway as a client's whole
@@ -68,7 +69,7 @@ func FuzzHandshake(f *testing.F) {
 	f.Add([]byte{0})
 	f.Add([]byte{})
 
-	gws := [2]*hostileFuzzGateway{newHostileFuzzGateway(f, false), newHostileFuzzGateway(f, true)}
+	gws := [2]*hostileFuzzGateway{newHostileFuzzGateway(f, false, false), newHostileFuzzGateway(f, true, false)}
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 {
@@ -111,7 +112,7 @@ type hostileFuzzGateway struct {
 	policy server.Policy
 }
 
-func newHostileFuzzGateway(f *testing.F, auth bool) *hostileFuzzGateway {
+func newHostileFuzzGateway(f *testing.F, auth, ext bool) *hostileFuzzGateway {
 	policy := &server.Rules{
 		Rules: []server.Rule{
 			{Action: server.Deny, Users: []string{"mallory"}},
@@ -130,6 +131,9 @@ func newHostileFuzzGateway(f *testing.F, auth bool) *hostileFuzzGateway {
 		Dial:             hostileFailDial,
 		Resolver:         hostileFuzzResolver{},
 		Settings:         server.Settings{Policy: policy},
+		// FuzzExtHandshake covers the extensions; here the checks are
+		// the RFC 1928 ones.
+		DisableExtensions: !ext,
 	}
 	if auth {
 		s.Settings.Auth = server.AuthenticatorFunc(func(ctx context.Context, user, password string) error {
@@ -243,6 +247,10 @@ func hostileSpinFor(timeout time.Duration, cond func() bool) bool {
 // a "ten" label resolve into 10.0.0.0/8 (which the policy refuses), "nx"
 // labels do not exist, others resolve into a documentation range.
 type hostileFuzzResolver struct{}
+
+func (r hostileFuzzResolver) Lookup(ctx context.Context, network, host string) ([]resolver.Answer, error) {
+	return lookupFromNetIP(ctx, r, network, host)
+}
 
 func (hostileFuzzResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	for label := range strings.SplitSeq(host, ".") {

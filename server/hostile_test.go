@@ -23,6 +23,7 @@ import (
 	"github.com/socks6/socks6/proto"
 	"github.com/socks6/socks6/server"
 	"github.com/socks6/socks6/server/auth/htpasswd"
+	"github.com/socks6/socks6/server/resolver"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -95,6 +96,30 @@ type hostileOut struct {
 // username/password reply if that method was chosen and, if nothing
 // failed, a reply. Anything else (bytes after a refusal, a wrong version)
 // is an error.
+// hostileScanFrames checks what the gateway sent after selecting the
+// extensions: whole frames, HELLO_ACK or CLOSE first; a REPLY's code is
+// recorded in rep.
+func hostileScanFrames(r hostileOut, rest []byte) (hostileOut, error) {
+	for i := 0; len(rest) > 0; i++ {
+		f, n, err := proto.ParseFrame(rest)
+		if err != nil {
+			return r, fmt.Errorf("frame %d: %v", i, err)
+		}
+		rest = rest[n:]
+		switch {
+		case i == 0 && f.Type != proto.FrameHelloAck && f.Type != proto.FrameClose:
+			return r, fmt.Errorf("first frame %v, want HELLO_ACK or CLOSE", f.Type)
+		case f.Type == proto.FrameReply:
+			rep, err := proto.ParseExtReply(f.Value, proto.CommandConnect)
+			if err != nil {
+				return r, fmt.Errorf("REPLY: %v", err)
+			}
+			r.rep = int(rep.Code)
+		}
+	}
+	return r, nil
+}
+
 func hostileScan(out []byte) (hostileOut, error) {
 	r := hostileOut{-1, -1, -1}
 	if len(out) == 0 {
@@ -124,6 +149,8 @@ func hostileScan(out []byte) (hostileOut, error) {
 			return r, fmt.Errorf("%d bytes after an authentication failure", len(rest))
 		}
 	case proto.MethodNoAuth:
+	case proto.MethodExtensions:
+		return hostileScanFrames(r, rest)
 	default:
 		return r, fmt.Errorf("gateway selected method %#x", r.method)
 	}
@@ -473,6 +500,10 @@ func hostileFailDial(ctx context.Context, network, addr string) (net.Conn, error
 
 // hostileFailResolver resolves nothing.
 type hostileFailResolver struct{}
+
+func (r hostileFailResolver) Lookup(ctx context.Context, network, host string) ([]resolver.Answer, error) {
+	return lookupFromNetIP(ctx, r, network, host)
+}
 
 func (hostileFailResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}

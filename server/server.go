@@ -51,10 +51,20 @@ type Server struct {
 	// Dial opens outbound TCP connections to a resolved address. Nil means
 	// a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// Resolver looks up domain-name targets. Nil means net.DefaultResolver.
-	Resolver interface {
-		LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
-	}
+	// Resolver looks up domain-name targets, one address family at a
+	// time. Nil means a resolver.Resolver with the system's settings
+	// (/etc/resolv.conf and /etc/hosts).
+	Resolver Resolver
+	// NAT64Prefix, if valid, is the prefix of a NAT64 translator that
+	// reaches IPv4 destinations the gateway has no IPv4 route to.
+	NAT64Prefix netip.Prefix
+	// DiscoverNAT64 looks for the NAT64 prefix by RFC 7050 (through the
+	// Resolver, if it has a NAT64Prefix method) when NAT64Prefix is not
+	// set, the first time an IPv4 destination is unreachable.
+	DiscoverNAT64 bool
+	// DisableExtensions makes the gateway a plain SOCKS5 server: it never
+	// selects method 0xC6.
+	DisableExtensions bool
 	// Logger receives lifecycle logs and one audit record per session
 	// (message "session"). Nil means slog.Default().
 	Logger *slog.Logger
@@ -77,6 +87,9 @@ type Server struct {
 	shutdown  atomic.Bool
 	sessions  sync.WaitGroup
 	idleWake  chan struct{} // closed on Shutdown/Close
+
+	defResolverOnce sync.Once
+	defResolver     Resolver
 
 	selfMu   sync.Mutex
 	selfAt   time.Time

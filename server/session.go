@@ -22,11 +22,18 @@ var hsBufPool = sync.Pool{New: func() any { return new([hsBufSize]byte) }}
 
 // hsReader reads handshake messages from a connection through a pooled
 // buffer, so a pipelined client's greeting, credentials and request cost
-// one read.
+// one read. A framed connection's larger frames grow the buffer up to max.
 type hsReader struct {
 	c    net.Conn
-	buf  *[hsBufSize]byte
+	arr  *[hsBufSize]byte // the pooled array, while buf is backed by it
+	buf  []byte
+	max  int // 0 means hsBufSize
 	r, w int
+}
+
+func newHSReader(c net.Conn) *hsReader {
+	arr := hsBufPool.Get().(*[hsBufSize]byte)
+	return &hsReader{c: c, arr: arr, buf: arr[:]}
 }
 
 // next parses one message from the buffer, reading more as needed.
@@ -41,11 +48,16 @@ func next[T any](h *hsReader, parse func([]byte) (T, int, error)) (T, error) {
 			return v, err
 		}
 		if h.w == len(h.buf) {
-			if h.r == 0 {
+			if h.r > 0 {
+				h.w = copy(h.buf, h.buf[h.r:h.w])
+				h.r = 0
+			} else if len(h.buf) < h.max {
+				nb := make([]byte, min(2*len(h.buf), h.max))
+				copy(nb, h.buf[:h.w])
+				h.buf = nb
+			} else {
 				return v, proto.ErrTooLong
 			}
-			h.w = copy(h.buf[:], h.buf[h.r:h.w])
-			h.r = 0
 		}
 		m, rerr := h.c.Read(h.buf[h.w:])
 		h.w += m
@@ -58,15 +70,19 @@ func next[T any](h *hsReader, parse func([]byte) (T, int, error)) (T, error) {
 	}
 }
 
-// rest returns a copy of the bytes read past the last message and gives
-// the buffer back to the pool.
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }
+
+// release returns a copy of the bytes read past the last message and
+// gives the buffer back to the pool.
 func (h *hsReader) release() []byte {
 	var rest []byte
 	if h.w > h.r {
 		rest = append([]byte(nil), h.buf[h.r:h.w]...)
 	}
-	hsBufPool.Put(h.buf)
-	h.buf = nil
+	if h.arr != nil {
+		hsBufPool.Put(h.arr)
+	}
+	h.arr, h.buf = nil, nil
 	return rest
 }
 
@@ -85,12 +101,36 @@ type session struct {
 	down    int64
 	counted bool // holds a place in the session counters
 	start   time.Time
+
+	// Extension sessions (framed after method 0xC6).
+	ext       bool           // replies are REPLY frames
+	isControl bool           // a control connection that served control requests
+	reqID     uint64         // the REQUEST's ID, echoed in its REPLY
+	family    proto.Family   // the request's FAMILY option
+	connected netip.AddrPort // where CONNECT got through, for the CONNECTED option
+	diag      string         // DIAGNOSTIC text for a failure REPLY
+	wmu       sync.Mutex     // serializes frames on a control connection
 }
 
-// writeReply sends a reply and records that one was sent.
+// writeReply sends a reply and records that one was sent: a REPLY frame
+// on an extension session, else an RFC 1928 reply with the extension
+// codes mapped to the ones plain clients know.
 func (ss *session) writeReply(code proto.ReplyCode, bound proto.Addr) error {
+	if ss.ext {
+		r := proto.ExtReply{ID: ss.reqID, Code: code, Addr: bound, Command: ss.req.Command}
+		if code == proto.ReplySucceeded && ss.connected.IsValid() && ss.req.Command == proto.CommandConnect {
+			if o, err := proto.ConnectedOption(proto.AddrFromAddrPort(ss.connected)); err == nil {
+				r.Options = proto.Options{o}
+			}
+		}
+		if code != proto.ReplySucceeded && ss.diag != "" {
+			r.Options = proto.Options{proto.DiagnosticOption(ss.diag)}
+		}
+		ss.replied = true
+		return ss.writeFrame(r)
+	}
 	var buf [32 + proto.MaxFQDNLen]byte
-	b, err := proto.Reply{Code: code, Addr: bound}.AppendBinary(buf[:0])
+	b, err := proto.Reply{Code: code.SOCKS5(), Addr: bound}.AppendBinary(buf[:0])
 	if err != nil {
 		return err
 	}
@@ -117,7 +157,11 @@ var errDetached = errors.New("relaying in the background")
 // serveConn runs one session from accept to the start of its relay (or to
 // its end, for failures and UDP associations).
 func (s *Server) serveConn(c net.Conn) {
-	ss := &session{s: s, c: c, st: s.settings.Load(), client: addrPortOf(c.RemoteAddr()), start: time.Now()}
+	// An IPv4 client of a dual-stack listener arrives IPv4-mapped; logs
+	// and limits use its IPv4 form.
+	client := addrPortOf(c.RemoteAddr())
+	client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+	ss := &session{s: s, c: c, st: s.settings.Load(), client: client, start: time.Now()}
 	err := ss.run()
 	if errors.Is(err, errDetached) {
 		return
@@ -161,11 +205,20 @@ func (ss *session) audit(err error) {
 	if errors.Is(err, net.ErrClosed) && s.shutdown.Load() {
 		err = errors.New("gateway shut down")
 	}
+	if errors.Is(err, errControlDone) {
+		err = nil
+	}
 	code := proto.ReplySucceeded
 	if err != nil {
 		code = replyCode(err)
+		if !ss.ext {
+			code = code.SOCKS5() // what the client was told
+		}
 	}
-	if !ss.hasReq && err != nil {
+	if !ss.hasReq && !ss.isControl {
+		if err == nil {
+			return // HELLO, then CLOSE: nothing was asked
+		}
 		s.logger().LogAttrs(context.Background(), slog.LevelDebug, "handshake failed",
 			slog.String("client", ss.client.String()),
 			slog.String("user", ss.user),
@@ -185,9 +238,10 @@ func (ss *session) auditRecord(log *slog.Logger, code proto.ReplyCode, err error
 	attrs := []slog.Attr{
 		slog.String("client", ss.client.String()),
 		slog.String("user", ss.user),
-		slog.String("cmd", ss.req.Command.String()),
+		slog.String("cmd", ss.cmdName()),
 		slog.String("target", ss.req.Target.String()),
 		slog.String("bound", ss.bound),
+		slog.String("connected", connectedString(ss.connected)),
 		slog.Int64("bytes_up", ss.up),
 		slog.Int64("bytes_down", ss.down),
 		slog.Duration("dur", time.Since(ss.start).Round(time.Millisecond)),
@@ -204,65 +258,76 @@ func (ss *session) auditRecord(log *slog.Logger, code proto.ReplyCode, err error
 func (ss *session) run() error {
 	s := ss.s
 	hsDone := false
-	defer func() {
+	endHandshake := func() {
 		if !hsDone {
+			hsDone = true
 			s.releaseHandshake()
 		}
-	}()
+	}
+	defer endHandshake()
 	deadline := time.Now().Add(s.handshakeTimeout())
 	ss.c.SetDeadline(deadline)
 	ctx, cancel := context.WithDeadline(s.baseCtx, deadline)
 	defer cancel()
-	h := &hsReader{c: ss.c, buf: hsBufPool.Get().(*[hsBufSize]byte)}
+	h := newHSReader(ss.c)
 	defer func() {
 		if h.buf != nil {
 			h.release()
 		}
 	}()
 
-	if err := ss.negotiate(ctx, h); err != nil {
+	ext, err := ss.negotiate(ctx, h)
+	if err != nil {
 		return err
 	}
-	req, err := next(h, proto.ParseRequest)
-	if err != nil {
-		if errors.Is(err, proto.ErrAddressType) {
-			ss.hasReq = true
-			err = replyErr(proto.ReplyAddressTypeNotSupported, err)
-			return ss.fail(err)
+	if ext {
+		if err := ss.control(h, endHandshake); err != nil {
+			return err
 		}
-		return err
+		// A consuming request, maybe after a long-lived control
+		// session: its stages get a deadline of their own.
+		deadline = time.Now().Add(s.handshakeTimeout())
+		ss.c.SetDeadline(deadline)
+		ctx, cancel = context.WithDeadline(s.baseCtx, deadline)
+		defer cancel()
+	} else {
+		req, err := next(h, proto.ParseRequest)
+		if err != nil {
+			if errors.Is(err, proto.ErrAddressType) {
+				ss.hasReq = true
+				err = replyErr(proto.ReplyAddressTypeNotSupported, err)
+				return ss.fail(err)
+			}
+			return err
+		}
+		ss.req = Request{User: ss.user, Client: ss.client, Command: req.Command, Target: req.Addr}
 	}
 	ss.hasReq = true
-	ss.req = Request{User: ss.user, Client: ss.client, Command: req.Command, Target: req.Addr}
 	early := h.release()
-	s.releaseHandshake()
-	hsDone = true
+	endHandshake()
 
-	switch req.Command {
-	case proto.CommandConnect, proto.CommandBind, proto.CommandUDPAssociate:
+	switch cmd := ss.req.Command; {
+	case cmd == proto.CommandConnect, cmd == proto.CommandBind, cmd == proto.CommandUDPAssociate:
+	case cmd == commandTorResolve && !ss.ext:
+		return ss.fail(ss.torResolve(ctx))
 	default:
 		return ss.fail(replyErr(proto.ReplyCommandNotSupported, errors.New("unknown command")))
 	}
 	if err := ss.checkPolicy(ctx); err != nil {
 		return ss.fail(err)
 	}
-	lim := ss.st.Limits.withDefaults()
-	clientIP := ss.client.Addr().Unmap()
-	if err := s.counts.acquire(lim, ss.user, clientIP); err != nil {
-		code := proto.ReplyNotAllowed
-		if err == limitErr("sessions") {
-			code = proto.ReplyGeneralFailure
+	if !ss.counted {
+		if err := ss.acquire(); err != nil {
+			return ss.fail(err)
 		}
-		return ss.fail(replyErr(code, err))
 	}
-	ss.counted = true
 	if s.shutdown.Load() {
 		// Shutdown drains sessions that are relaying; one still in its
 		// handshake does not start anything new.
 		return ss.fail(errShuttingDown)
 	}
 
-	switch req.Command {
+	switch ss.req.Command {
 	case proto.CommandConnect:
 		err = ss.connect(ctx, early)
 	case proto.CommandBind:
@@ -273,10 +338,31 @@ func (ss *session) run() error {
 	return ss.fail(err)
 }
 
+// acquire takes the session's places in the overall, per-user and
+// per-client counters.
+func (ss *session) acquire() error {
+	lim := ss.st.Limits.withDefaults()
+	if err := ss.s.counts.acquire(lim, ss.user, ss.client.Addr().Unmap()); err != nil {
+		code := proto.ReplyNotAllowed
+		switch {
+		case ss.ext:
+			code = proto.ReplyQuotaExceeded
+		case err == limitErr("sessions"):
+			code = proto.ReplyGeneralFailure
+		}
+		return replyErr(code, err)
+	}
+	ss.counted = true
+	return nil
+}
+
 // fail sends the failure reply for err if no reply was sent yet.
 func (ss *session) fail(err error) error {
 	if err == nil || ss.replied {
 		return err
+	}
+	if ss.ext {
+		ss.diag = diagnostic(err)
 	}
 	if werr := ss.writeReply(replyCode(err), proto.Addr{}); werr != nil {
 		return errors.Join(err, werr)
@@ -284,11 +370,19 @@ func (ss *session) fail(err error) error {
 	return err
 }
 
-// negotiate reads the greeting, selects a method and authenticates.
-func (ss *session) negotiate(ctx context.Context, h *hsReader) error {
+// negotiate reads the greeting, selects a method and authenticates. It
+// reports whether the client negotiated the extensions (method 0xC6, then
+// HELLO), in which case the connection is framed from here on.
+func (ss *session) negotiate(ctx context.Context, h *hsReader) (ext bool, err error) {
 	g, err := next(h, proto.ParseGreeting)
 	if err != nil {
-		return err
+		return false, err
+	}
+	if !ss.s.DisableExtensions && g.Offers(proto.MethodExtensions) {
+		if _, err := ss.c.Write([]byte{proto.Version5, byte(proto.MethodExtensions)}); err != nil {
+			return false, err
+		}
+		return true, ss.hello(ctx, h, g)
 	}
 	want := proto.MethodNoAuth
 	if ss.st.Auth != nil {
@@ -296,26 +390,26 @@ func (ss *session) negotiate(ctx context.Context, h *hsReader) error {
 	}
 	if !g.Offers(want) {
 		ss.c.Write([]byte{proto.Version5, byte(proto.MethodNoAcceptable)})
-		return errors.New("no acceptable authentication method offered")
+		return false, errors.New("no acceptable authentication method offered")
 	}
 	if _, err := ss.c.Write([]byte{proto.Version5, byte(want)}); err != nil {
-		return err
+		return false, err
 	}
 	if want == proto.MethodNoAuth {
-		return nil
+		return false, nil
 	}
 	up, err := next(h, proto.ParseUserPassRequest)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := ss.st.Auth.Authenticate(ctx, up.Username, up.Password); err != nil {
 		ss.user = up.Username
 		ss.c.Write([]byte{proto.UserPassVersion, proto.UserPassFailure})
-		return err
+		return false, err
 	}
 	ss.user = up.Username
 	_, err = ss.c.Write([]byte{proto.UserPassVersion, proto.UserPassSuccess})
-	return err
+	return false, err
 }
 
 // checkPolicy applies the policy and, for IP targets, the guard.
@@ -342,6 +436,11 @@ func (ss *session) checkPolicy(ctx context.Context) error {
 // allowIP checks one address a request would reach against guard and
 // policy.
 func (ss *session) allowIP(ctx context.Context, ip netip.Addr) error {
+	return ss.allowIPFor(ctx, &ss.req, ip)
+}
+
+// allowIPFor checks an address that request r would reach.
+func (ss *session) allowIPFor(ctx context.Context, r *Request, ip netip.Addr) error {
 	g := ss.st.Guard
 	if g.Self == nil {
 		g.Self = ss.s.selfAddrs
@@ -350,7 +449,7 @@ func (ss *session) allowIP(ctx context.Context, ip netip.Addr) error {
 		return err
 	}
 	if p := ss.st.Policy; p != nil {
-		return p.AllowIP(ctx, &ss.req, ip)
+		return p.AllowIP(ctx, r, ip)
 	}
 	return nil
 }

@@ -166,19 +166,17 @@ func (a *udpAssoc) admit(t proto.Addr) (netip.AddrPort, bool) {
 	defer cancel()
 	r := a.ss.req
 	r.Target = t
-	sub := *a.ss
-	sub.req = r
 	if p := a.ss.st.Policy; p != nil {
-		if err := p.Allow(ctx, &sub.req); err != nil {
+		if err := p.Allow(ctx, &r); err != nil {
 			return netip.AddrPort{}, false
 		}
 	}
-	ips, err := sub.resolve(ctx)
+	ips, err := a.ss.resolveFor(ctx, &r)
 	if err != nil || len(ips) == 0 {
 		return netip.AddrPort{}, false
 	}
 	if t.FQDN == "" {
-		if err := sub.allowIP(ctx, ips[0]); err != nil {
+		if err := a.ss.allowIPFor(ctx, &r, ips[0]); err != nil {
 			return netip.AddrPort{}, false
 		}
 	}

@@ -1,20 +1,25 @@
 // Command socksbench measures SOCKS5 servers side by side on loopback:
 // throughput, connection setup rate and latency, round-trip latency, idle
 // memory per connection and UDP ASSOCIATE round trips, each against the
-// direct path (no proxy) as the limit. Targets are interleaved within each
+// direct path (no proxy) as the limit, and the latency of a CONNECT to a
+// domain name with cold and warm caches (in a network namespace with its
+// own DNS server, see dns.go). Targets are interleaved within each
 // rep and their order rotates from rep to rep; medians of the reps are
 // reported. Bytes are counted where they arrive (the sink), server CPU and
 // memory are read from /proc for the server's process tree.
 //
 //	socksbench -target name=NAME,addr=HOST:PORT,pid=PID[+PID...][,user=U,pass=P] ... \
-//	    [-reps 3] [-scenarios all|idle,conn1,conn64,rtt,udp,bulk1,bulk8] \
-//	    [-idle-conns 5000] [-quick] [-json FILE] [-md FILE]
+//	    [-reps 3] [-scenarios all|idle,conn1,conn64,rtt,udp,bulk1,bulk8,dns] \
+//	    [-idle-conns 5000] [-quick] [-json FILE] [-md FILE] \
+//	    [-dns-netns NS -dns-target name=N,addr=HOST:PORT,pid=PID,resolver=R ...]
+//	socksbench -dns-server 127.0.0.1:53      # the dns scenario's DNS server alone
 //	socksbench -report FILE.json [-md FILE]   # re-render a saved run
 //	socksbench -free-ports N                  # print N free loopback ports
 //	socksbench -wait HOST:PORT[,...]          # wait until they accept
 //
-// Every endpoint is on 127.0.0.1 in this process; every loop is bounded in
-// time; -max-time bounds the whole run.
+// Every endpoint is on 127.0.0.1, in this process or (dns) in its child
+// in the namespace; every loop is bounded in time; -max-time bounds the
+// whole run.
 package main
 
 import (
@@ -35,8 +40,13 @@ func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
 func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 
 func main() {
-	var targets, metas multiFlag
+	var targets, metas, dnsTargets multiFlag
 	flag.Var(&targets, "target", "server under test: name=N,addr=HOST:PORT,pid=PID[+PID],user=U,pass=P (repeatable)")
+	flag.Var(&dnsTargets, "dns-target", "server under test in the dns scenario, listening inside -dns-netns: as -target, plus resolver=own|system|libc (repeatable)")
+	dnsNetns := flag.String("dns-netns", "", "network namespace of the dns scenario (bench/run.sh makes it; see dns.go)")
+	dnsChild := flag.String("dns-child", "", "internal: run one dns job (JSON) inside the namespace")
+	dnsServer := flag.String("dns-server", "", "serve DNS for bench.test. on this address (UDP and TCP) until SIGINT/SIGTERM, then print the query counts")
+	dnsServerMax := flag.Duration("dns-server-max", 30*time.Minute, "lifetime bound for -dns-server")
 	flag.Var(&metas, "meta", "KEY=VALUE printed in the header, e.g. package versions (repeatable)")
 	reps := flag.Int("reps", 3, "repetitions; medians are reported")
 	scen := flag.String("scenarios", "all", "comma-separated: "+strings.Join(allScenarios, ",")+" or all")
@@ -59,6 +69,12 @@ func main() {
 	switch {
 	case *spinner:
 		runSpinner(*spinMax)
+		return
+	case *dnsChild != "":
+		runDNSChild(*dnsChild)
+		return
+	case *dnsServer != "":
+		runDNSServer(*dnsServer, *dnsServerMax)
 		return
 	case *freePorts > 0:
 		printFreePorts(*freePorts)
@@ -88,12 +104,14 @@ func main() {
 		connDur: 3 * time.Second, rttDur: 2 * time.Second, udpDur: 2 * time.Second,
 		idleOpenMax: 10 * time.Second, idleSettle: time.Second,
 		hsTimeout: 5 * time.Second, foreignMax: *foreignMax, maxTime: *maxTime, quick: *quick,
-		spin: *spin,
+		spin:     *spin,
+		dnsNetns: *dnsNetns, dnsSeqN: 2000, dnsSeqDur: 5 * time.Second, dnsConc: 16, dnsConcDur: 2 * time.Second,
 	}
 	if *quick {
 		cfg.bulkDur, cfg.warmup = time.Second, 200*time.Millisecond
 		cfg.connDur, cfg.rttDur, cfg.udpDur = time.Second, time.Second, time.Second
 		cfg.idleOpenMax, cfg.idleSettle = 5*time.Second, 500*time.Millisecond
+		cfg.dnsSeqDur, cfg.dnsConcDur = time.Second, time.Second
 	}
 	if *scen == "all" || *scen == "" {
 		cfg.scenarios = allScenarios
@@ -133,8 +151,40 @@ func main() {
 	if len(b.targets) == 0 {
 		fatalf("no targets")
 	}
+	hasDNS := false
+	for _, sc := range cfg.scenarios {
+		hasDNS = hasDNS || sc == "dns"
+	}
+	if hasDNS {
+		if cfg.dnsNetns == "" {
+			fatalf("scenario dns needs -dns-netns (and -dns-target for servers); bench/run.sh sets them up")
+		}
+		if !*noDirect {
+			b.dnsTargets = append(b.dnsTargets, b.targets[0])
+		}
+		for _, spec := range dnsTargets {
+			t, err := parseTarget(spec)
+			check(err)
+			b.dnsTargets = append(b.dnsTargets, t)
+		}
+		if len(b.dnsTargets) == 0 {
+			fatalf("scenario dns has no targets")
+		}
+	}
 
-	rf := &runFile{Scenarios: cfg.scenarios, Reps: cfg.reps, Targets: b.targets}
+	// The report has a row per name; the dns instances share the names of
+	// the host targets and add rows only for names not there.
+	rows := append([]*target(nil), b.targets...)
+	for _, t := range b.dnsTargets {
+		dup := false
+		for _, r := range rows {
+			dup = dup || r.Name == t.Name
+		}
+		if !dup {
+			rows = append(rows, t)
+		}
+	}
+	rf := &runFile{Scenarios: cfg.scenarios, Reps: cfg.reps, Targets: rows, DNSTargets: b.dnsTargets, DNSNetns: cfg.dnsNetns}
 	rf.Command = redactedCommand()
 
 	// Descriptors: the harness holds both ends of every idle connection.
@@ -164,6 +214,10 @@ func main() {
 	m.Quick = cfg.quick
 	m.Durations = fmt.Sprintf("bulk %v (+%v warm-up), conn %v, rtt %v, udp %v, idle open ≤%v",
 		cfg.bulkDur, cfg.warmup, cfg.connDur, cfg.rttDur, cfg.udpDur, cfg.idleOpenMax)
+	if hasDNS {
+		m.Durations += fmt.Sprintf(", dns ≤%d sequential connections or %v per phase, c%d %v",
+			cfg.dnsSeqN, cfg.dnsSeqDur, cfg.dnsConc, cfg.dnsConcDur)
+	}
 	m.Spin = cfg.spin
 	for _, kv := range metas {
 		k, v, _ := strings.Cut(kv, "=")
@@ -191,6 +245,11 @@ func main() {
 		}
 		t.fresh = treeMem(t.PIDs)
 	}
+	for _, t := range b.dnsTargets {
+		if !targetAlive(t) {
+			fatalf("dns target %s: process %v is not running", t.Name, t.PIDs)
+		}
+	}
 	// A connection through each target proves the setup before spending
 	// minutes on it.
 	for _, t := range b.targets {
@@ -201,15 +260,31 @@ func main() {
 		}
 		c.Close()
 	}
+	if hasDNS {
+		note, err := b.dnsCheck()
+		if err != nil {
+			fatalf("dns scenario (namespace %s): %v", cfg.dnsNetns, err)
+		}
+		fmt.Fprintf(os.Stderr, "socksbench: dns (namespace %s): %s\n", cfg.dnsNetns, note)
+		rf.Notes = append(rf.Notes, "dns check, "+note)
+	}
 
-	for rep := 1; rep <= cfg.reps; rep++ {
-		order := rotate(b.targets, rep-1)
+	orderNames := func(order []*target) string {
 		names := make([]string, len(order))
 		for i, t := range order {
 			names[i] = t.Name
 		}
-		fmt.Fprintf(os.Stderr, "rep %d/%d, order: %s\n", rep, cfg.reps, strings.Join(names, " "))
+		return strings.Join(names, " ")
+	}
+	for rep := 1; rep <= cfg.reps; rep++ {
+		hostOrder := rotate(b.targets, rep-1)
+		fmt.Fprintf(os.Stderr, "rep %d/%d, order: %s\n", rep, cfg.reps, orderNames(hostOrder))
 		for _, sc := range cfg.scenarios {
+			order := hostOrder
+			if sc == "dns" {
+				order = rotate(b.dnsTargets, rep-1)
+				fmt.Fprintf(os.Stderr, "  dns in namespace %s, order: %s\n", cfg.dnsNetns, orderNames(order))
+			}
 			for _, t := range order {
 				r := b.measure(rep, sc, t)
 				rf.Results = append(rf.Results, r)
@@ -272,6 +347,8 @@ var progressKeys = map[string][]string{
 	"rtt":    {"rtt_p50_us", "rtt_p99_us", "rtt_cpu_us_per_rt"},
 	"udp":    {"udp_rtps", "udp_rtt_p50_us", "udp_cpu_us_per_rt"},
 	"idle":   {"idle_open", "idle_kib_per_conn", "idle_marginal_kib_per_conn", "idle_fds_per_conn", "idle_alive_pct"},
+	"dns": {"dns_lit_p50_us", "dns_cold_p50_us", "dns_warm_p50_us", "dns_cold_cps", "dns_warm_cps", "dns_cold16_cps", "dns_warm16_cps",
+		"dns_cold_qpc", "dns_warm_qpc"},
 }
 
 func parseTarget(spec string) (*target, error) {
@@ -299,6 +376,8 @@ func parseTarget(spec string) (*target, error) {
 			t.User = v
 		case "pass":
 			pass = v
+		case "resolver":
+			t.Resolver = v
 		default:
 			return nil, fmt.Errorf("target %q: unknown key %q", spec, k)
 		}

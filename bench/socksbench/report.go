@@ -33,8 +33,13 @@ type runFile struct {
 	Scenarios []string  `json:"scenarios"`
 	Reps      int       `json:"reps"`
 	Targets   []*target `json:"targets"`
-	Results   []*result `json:"results"`
-	Notes     []string  `json:"notes,omitempty"`
+	// DNSTargets are the dns scenario's targets (the direct path and
+	// server instances in namespace DNSNetns); their results are filed
+	// under the same names as the host targets.
+	DNSTargets []*target `json:"dns_targets,omitempty"`
+	DNSNetns   string    `json:"dns_netns,omitempty"`
+	Results    []*result `json:"results"`
+	Notes      []string  `json:"notes,omitempty"`
 }
 
 type metricDef struct {
@@ -58,6 +63,11 @@ var metricDefs = map[string][]metricDef{
 		{"idle_rss_kib_per_conn", "KiB/conn", false}, {"idle_fds_per_conn", "fds/conn", false},
 		{"idle_peak_pss_mib", "MiB", false}, {"idle_base_pss_mib", "MiB", false}, {"idle_fresh_pss_mib", "MiB", false},
 		{"idle_retained_kib_per_conn", "KiB/conn", false}, {"idle_procs", "procs", false}, {"idle_open_cps", "conn/s", true}},
+	"dns": {{"dns_lit_p50_us", "µs", false}, {"dns_cold_cps", "conn/s", true}, {"dns_cold_p50_us", "µs", false}, {"dns_cold_p99_us", "µs", false},
+		{"dns_warm_cps", "conn/s", true}, {"dns_warm_p50_us", "µs", false}, {"dns_warm_p99_us", "µs", false},
+		{"dns_cold16_cps", "conn/s", true}, {"dns_warm16_cps", "conn/s", true},
+		{"dns_cold_cpu_us_per_conn", "CPU-µs/conn", false}, {"dns_warm_cpu_us_per_conn", "CPU-µs/conn", false},
+		{"dns_cold_qpc", "queries/conn", false}, {"dns_warm_qpc", "queries/conn", false}, {"dns_err_pct", "%", false}},
 }
 
 func scenarioOf(key string) string {
@@ -91,6 +101,10 @@ var summaryCols = []column{
 	{"idle KiB/conn", []string{"idle_kib_per_conn"}},
 	{"idle fds/conn", []string{"idle_fds_per_conn"}},
 	{"udp rt/s", []string{"udp_rtps"}},
+	{"dns cold µs p50/p99", []string{"dns_cold_p50_us", "dns_cold_p99_us"}},
+	{"dns warm µs p50/p99", []string{"dns_warm_p50_us", "dns_warm_p99_us"}},
+	{"dns hs/s cold/warm", []string{"dns_cold_cps", "dns_warm_cps"}},
+	{"dns hs/s c16 cold/warm", []string{"dns_cold16_cps", "dns_warm16_cps"}},
 }
 
 var cpuCols = []column{
@@ -100,6 +114,8 @@ var cpuCols = []column{
 	{"conn c64 CPU-µs/conn", []string{"conn64_cpu_us_per_conn"}},
 	{"rtt CPU-µs/rt", []string{"rtt_cpu_us_per_rt"}},
 	{"udp CPU-µs/rt", []string{"udp_cpu_us_per_rt"}},
+	{"dns cold CPU-µs/conn", []string{"dns_cold_cpu_us_per_conn"}},
+	{"dns warm CPU-µs/conn", []string{"dns_warm_cpu_us_per_conn"}},
 }
 
 // stat is the aggregate of one metric of one target over the reps.
@@ -259,6 +275,15 @@ func render(rf *runFile) string {
 			w("\n")
 		}
 		w("\nRates (Gb/s, conn/s, rt/s): higher is better. Latencies (µs), idle KiB and fds per connection: lower is better. `unsup` = the server declined (UDP ASSOCIATE answered with REP 7 or the connection closed); `n/a` = not applicable; `err` = failed in every rep (see the notes at the end).\n\n")
+		if rf.hasScenario("dns") {
+			w("dns columns: CONNECT to a domain name, measured on separate instances in a network namespace (see the dns section below).")
+			for _, t := range rf.DNSTargets {
+				if t.Resolver == "system" {
+					w(" **%s (system resolver)**: it refused the [resolver] section, so its dns figures are with the system resolver.", t.Name)
+				}
+			}
+			w("\n\n")
+		}
 	}
 
 	cpu := rf.colsFor(cpuCols)
@@ -306,6 +331,7 @@ func render(rf *runFile) string {
 
 	rf.renderVsPeers(&sb)
 	rf.renderGoals(&sb)
+	rf.renderDNS(&sb)
 
 	w("## Detail: median [min–max] over reps; (k/n) = only k of n reps succeeded\n\n")
 	for _, sc := range rf.Scenarios {
@@ -420,6 +446,9 @@ var vsPeerKeys = []string{
 	"rtt_p50_us", "rtt_p99_us", "idle_kib_per_conn", "idle_fds_per_conn", "udp_rtps",
 	"bulk1_cpu_ms_per_gb", "bulk8_cpu_ms_per_gb", "conn1_cpu_us_per_conn", "conn64_cpu_us_per_conn",
 	"rtt_cpu_us_per_rt", "udp_cpu_us_per_rt",
+	"dns_cold_cps", "dns_warm_cps", "dns_cold16_cps", "dns_warm16_cps",
+	"dns_cold_p50_us", "dns_cold_p99_us", "dns_warm_p50_us", "dns_warm_p99_us",
+	"dns_cold_cpu_us_per_conn", "dns_warm_cpu_us_per_conn",
 }
 
 // vsBest compares ours with the best of the peers on key: the ratio
@@ -486,6 +515,9 @@ func (rf *runFile) renderVsPeers(sb *strings.Builder) {
 			}
 			line, _, ok := rf.vsBest(ours, peers, k)
 			if ok {
+				if scenarioOf(k) == "dns" && rf.dnsResolver(ours) == "system" {
+					line += " (" + ours + " with the system resolver)"
+				}
 				fmt.Fprintf(sb, "- `%s`: %s\n", k, line)
 			}
 		}
@@ -600,4 +632,103 @@ func median(sorted []float64) float64 {
 		return sorted[n/2]
 	}
 	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// nameCost is key (a dns phase's p50) minus the IP-literal p50 of the
+// same target, in µs, as a cell.
+func (rf *runFile) nameCost(name, key string) string {
+	s, l := rf.stat(name, key), rf.stat(name, "dns_lit_p50_us")
+	if s.status != "ok" {
+		return s.cell()
+	}
+	if l.status != "ok" {
+		return "n/a"
+	}
+	return fmt3(s.med - l.med)
+}
+
+// dnsResolver returns how the dns instance named name resolves.
+func (rf *runFile) dnsResolver(name string) string {
+	for _, t := range rf.DNSTargets {
+		if t.Name == name {
+			return t.Resolver
+		}
+	}
+	return ""
+}
+
+// renderDNS is the dns scenario's own table: per target how it resolves,
+// the latencies and rates cold and warm, and the upstream queries each
+// connection caused at the bench DNS server.
+func (rf *runFile) renderDNS(sb *strings.Builder) {
+	if !rf.hasScenario("dns") || len(rf.DNSTargets) == 0 {
+		return
+	}
+	w := func(format string, args ...any) { fmt.Fprintf(sb, format, args...) }
+	cell := func(name string, keys ...string) string {
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, rf.stat(name, k).cell())
+		}
+		return collapse(parts)
+	}
+	w("## dns: CONNECT to a domain name (ATYP 3), resolve and connect (median of %d rep(s))\n\n", rf.Reps)
+	w("Time from starting the TCP connection to the proxy until the CONNECT success reply, with the name as destination; for direct, `net.Dialer.DialContext(\"tcp\", \"name:port\")` with Go's resolver. ")
+	w("Cold: a fresh name per connection (no cache can help); warm: one name, after one priming connection. Sequential (one connection at a time) unless c16 (16 concurrent). ")
+	w("Every target runs in the network namespace `%s`, whose resolv.conf points at socksbench's DNS server on 127.0.0.1:53 (A 127.0.0.1, AAAA NODATA, TTL 300); the dns figures of socks6d, dante and microsocks elsewhere in this report come from these instances. ", rf.DNSNetns)
+	w("Queries per connection are counted at that server (the upstream, for a proxy).\n\n")
+	w("| target | resolver | IP literal µs p50/p99 | cold µs p50/p99 | warm µs p50/p99 | name cost µs cold/warm | hs/s cold/warm | hs/s c16 cold/warm | queries/conn cold A/AAAA | queries/conn warm A/AAAA | errors %% |\n")
+	w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, t := range rf.DNSTargets {
+		label := t.Name
+		if t.Resolver == "system" {
+			label += " (system resolver)"
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label, resolverText(t),
+			cell(t.Name, "dns_lit_p50_us", "dns_lit_p99_us"),
+			cell(t.Name, "dns_cold_p50_us", "dns_cold_p99_us"), cell(t.Name, "dns_warm_p50_us", "dns_warm_p99_us"),
+			rf.nameCost(t.Name, "dns_cold_p50_us")+"/"+rf.nameCost(t.Name, "dns_warm_p50_us"),
+			cell(t.Name, "dns_cold_cps", "dns_warm_cps"), cell(t.Name, "dns_cold16_cps", "dns_warm16_cps"),
+			cell(t.Name, "dns_cold_a_per_conn", "dns_cold_aaaa_per_conn"), cell(t.Name, "dns_warm_a_per_conn", "dns_warm_aaaa_per_conn"),
+			cell(t.Name, "dns_err_pct"))
+	}
+	w("\nName cost: the phase's p50 minus the p50 of the same CONNECT to 127.0.0.1 (IP literal) through the same instance, measured just before: what resolving the name adds.\n")
+	w("\n")
+	var lines []string
+	d := rf.stat("direct", "dns_warm_p50_us")
+	for _, t := range rf.DNSTargets {
+		if t.Direct {
+			continue
+		}
+		s := rf.stat(t.Name, "dns_warm_p50_us")
+		if s.status == "ok" && d.status == "ok" && d.med > 0 {
+			verdict := "slower than direct"
+			if s.med < d.med {
+				verdict = "beats direct"
+			}
+			lines = append(lines, fmt.Sprintf("%s warm p50 %s µs vs direct %s µs: %.2f× (%s); name cost warm %s µs vs direct's %s µs",
+				t.Name, fmt3(s.med), fmt3(d.med), s.med/d.med, verdict, rf.nameCost(t.Name, "dns_warm_p50_us"), rf.nameCost("direct", "dns_warm_p50_us")))
+		}
+		q, n := 0.0, 0.0
+		ok := false
+		for _, k := range []string{"dns_warm_queries_a", "dns_warm_queries_aaaa", "dns_warm_queries_other"} {
+			if st := rf.stat(t.Name, k); st.status == "ok" {
+				q += st.med
+				ok = true
+			}
+		}
+		if st := rf.stat(t.Name, "dns_warm_conns"); st.status == "ok" {
+			n = st.med
+		}
+		if ok {
+			lines = append(lines, fmt.Sprintf("%s: %s upstream queries in the warm phase (%s connections), %s per connection cold",
+				t.Name, fmt3(q), fmt3(n), rf.stat(t.Name, "dns_cold_qpc").cell()))
+		}
+	}
+	for _, l := range lines {
+		w("- %s\n", l)
+	}
+	if len(lines) > 0 {
+		w("\n")
+	}
 }

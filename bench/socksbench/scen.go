@@ -17,8 +17,9 @@ import (
 
 // allScenarios in the order they run within a rep. idle runs first so that
 // the first rep measures idle memory on servers that have seen nothing but
-// the fresh-start sample.
-var allScenarios = []string{"idle", "conn1", "conn64", "rtt", "udp", "bulk1", "bulk8"}
+// the fresh-start sample. dns runs against its own server instances in a
+// network namespace (see dns.go).
+var allScenarios = []string{"idle", "conn1", "conn64", "rtt", "udp", "bulk1", "bulk8", "dns"}
 
 type config struct {
 	reps        int
@@ -36,6 +37,14 @@ type config struct {
 	maxTime     time.Duration
 	quick       bool
 	spin        bool // keep the CPUs awake during rtt and udp (see spin.go)
+	// dns scenario (dns.go): the namespace, and per phase at most
+	// dnsSeqN sequential connections in dnsSeqDur, then dnsConc workers
+	// for dnsConcDur.
+	dnsNetns   string
+	dnsSeqN    int
+	dnsSeqDur  time.Duration
+	dnsConc    int
+	dnsConcDur time.Duration
 }
 
 type result struct {
@@ -57,18 +66,23 @@ type unsupported struct{ err error }
 func (u unsupported) Error() string { return "unsupported: " + u.err.Error() }
 
 type bench struct {
-	cfg      config
-	s        *sinks
-	targets  []*target
-	softirq  []int
-	nofile   int
-	idleCap  int // idle connections the harness can hold
-	start    time.Time
-	progress io.Writer
+	cfg     config
+	s       *sinks
+	targets []*target
+	// dnsTargets are the dns scenario's: the direct path and the server
+	// instances in the namespace (their names match the host targets').
+	dnsTargets []*target
+	softirq    []int
+	nofile     int
+	idleCap    int // idle connections the harness can hold
+	start      time.Time
+	progress   io.Writer
 	// waitLeft is what remains of the time the run may spend waiting for
 	// foreign load to pass before repeating a disturbed measurement.
 	waitLeft time.Duration
 	spinPID  int // the spinner process while one runs
+	// rep and attempt of the running measurement
+	rep, attempt int
 }
 
 // window brackets one measurement: wall time, server CPU, this process's
@@ -192,6 +206,7 @@ func (b *bench) measure(rep int, sc string, t *target) *result {
 		return r
 	}
 	for attempt := 1; attempt <= 2; attempt++ {
+		b.rep, b.attempt = rep, attempt
 		b.settle(t)
 		m, foreign, note, err := b.run(sc, t)
 		r.Attempts, r.Foreign, r.Note = attempt, foreign, note
@@ -249,6 +264,8 @@ func (b *bench) run(sc string, t *target) (map[string]float64, float64, string, 
 		return b.udp(t)
 	case "idle":
 		return b.idle(t)
+	case "dns":
+		return b.dnsMeasure(t)
 	}
 	return nil, 0, "", fmt.Errorf("unknown scenario %q", sc)
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -29,6 +30,9 @@ type target struct {
 	PIDs   []int  `json:"pids,omitempty"`
 	User   string `json:"user,omitempty"`
 	Direct bool   `json:"direct,omitempty"`
+	// Resolver says how the server resolves names in the dns scenario:
+	// "own" (socks6d's [resolver] section), "system", "libc" (run.sh).
+	Resolver string `json:"resolver,omitempty"`
 
 	pass string
 	ap   netip.AddrPort
@@ -39,6 +43,26 @@ type target struct {
 }
 
 func (t *target) auth() bool { return t.User != "" }
+
+// spec is t as a -target value (the dns scenario hands targets to its
+// child process this way); "direct" for the direct path.
+func (t *target) spec() string {
+	if t.Direct {
+		return "direct"
+	}
+	pids := make([]string, len(t.PIDs))
+	for i, p := range t.PIDs {
+		pids[i] = strconv.Itoa(p)
+	}
+	s := "name=" + t.Name + ",addr=" + t.Addr + ",pid=" + strings.Join(pids, "+")
+	if t.User != "" {
+		s += ",user=" + t.User + ",pass=" + t.pass
+	}
+	if t.Resolver != "" {
+		s += ",resolver=" + t.Resolver
+	}
+	return s
+}
 
 // replyError is a SOCKS5 reply other than "succeeded".
 type replyError byte
@@ -158,6 +182,57 @@ func (cl *client) request(c *net.TCPConn, cmd byte, dst netip.AddrPort) (netip.A
 	if _, err := c.Write(b); err != nil {
 		return netip.AddrPort{}, err
 	}
+	return cl.reply(c)
+}
+
+// requestHost sends cmd for a domain-name destination (ATYP 3) and reads
+// the reply, returning the bound address.
+func (cl *client) requestHost(c *net.TCPConn, cmd byte, host string, port uint16) (netip.AddrPort, error) {
+	if len(host) == 0 || len(host) > 255 {
+		return netip.AddrPort{}, fmt.Errorf("request: host name of %d bytes", len(host))
+	}
+	b := append(cl.buf[:0], 5, cmd, 0, 3, byte(len(host)))
+	b = append(b, host...)
+	b = append(b, byte(port>>8), byte(port))
+	if _, err := c.Write(b); err != nil {
+		return netip.AddrPort{}, err
+	}
+	return cl.reply(c)
+}
+
+// openHost returns a connection to host:port: through t's CONNECT with
+// the name as the destination (the server resolves it), or for the
+// direct path with net.Dialer and Go's resolver. The handshake is
+// bounded by hsTimeout.
+func (cl *client) openHost(t *target, host string, port uint16, hsTimeout time.Duration) (*net.TCPConn, error) {
+	if t.Direct {
+		ctx, cancel := context.WithTimeout(context.Background(), hsTimeout)
+		defer cancel()
+		c, err := dialer.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(port))))
+		if err != nil {
+			return nil, err
+		}
+		return c.(*net.TCPConn), nil
+	}
+	c, err := dialTCP(t.dial)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(hsTimeout))
+	if err := cl.greet(c, t); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if _, err := cl.requestHost(c, cmdConnect, host, port); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// reply reads a request's reply, returning the bound address.
+func (cl *client) reply(c *net.TCPConn) (netip.AddrPort, error) {
 	if err := cl.readFull(c, 5); err != nil {
 		return netip.AddrPort{}, fmt.Errorf("request: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/socks6/socks6/internal/config"
 	"github.com/socks6/socks6/server"
 	"github.com/socks6/socks6/server/auth/htpasswd"
+	"github.com/socks6/socks6/server/resolver"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
 )
@@ -244,7 +245,16 @@ func (d *daemon) serve(cfg *config.Config, st server.Settings, sigs <-chan os.Si
 		DialTimeout:      cfg.Timeouts.Dial,
 		BindTimeout:      cfg.Timeouts.Bind,
 		IdleTimeout:      cfg.Timeouts.ServerIdle(),
+		NAT64Prefix:      cfg.Resolver.NAT64Prefix,
+		DiscoverNAT64:    cfg.Resolver.DiscoverNAT64,
 	}
+	res, err := resolver.New(cfg.Resolver.ResolverConfig())
+	if err != nil {
+		slog.Error("resolver", "err", err)
+		return exitFailure
+	}
+	defer res.Close()
+	d.srv.Resolver = res
 
 	// Open every listener before serving any, so that one bad address
 	// fails the start as a whole.

@@ -14,6 +14,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/socks6/socks6/proto"
 	"github.com/socks6/socks6/server"
+	"github.com/socks6/socks6/server/resolver"
 )
 
 // DefaultListen is the address socks6d serves when the configuration names
@@ -64,6 +65,9 @@ type Config struct {
 	// and Clients are masked prefixes.
 	Rules []server.Rule
 
+	// Resolver configures the gateway's DNS resolver.
+	Resolver Resolver
+
 	src *source // where the values came from, for error positions
 }
 
@@ -96,6 +100,45 @@ func (t Timeouts) ServerIdle() time.Duration {
 	return t.Idle
 }
 
+// Resolver is the [resolver] section. It applies at startup only.
+type Resolver struct {
+	// Servers are the upstream name servers ("192.0.2.53",
+	// "[2001:db8::53]:53", "tls://192.0.2.53:853#dns.example" for DNS
+	// over TLS). Empty means the nameserver lines of /etc/resolv.conf.
+	Servers []string
+	// HostsFile is consulted before the DNS; "-" means none.
+	HostsFile string
+	// Timeout bounds one query to one server; Attempts is the number of
+	// rounds over all servers. Zero means resolv.conf's or the default.
+	Timeout  time.Duration
+	Attempts int
+	// CacheSize caps cached answers; negative disables the cache, zero
+	// means the default.
+	CacheSize int
+	// MaxTTL caps how long an answer is cached; NegativeTTL how long
+	// "no such name" and "no such record" are. Zero means the default.
+	MaxTTL      time.Duration
+	NegativeTTL time.Duration
+	// NAT64Prefix is a fixed NAT64 prefix; DiscoverNAT64 looks for one
+	// (RFC 7050) instead. The file's nat64_prefix sets one or the other:
+	// "auto" (the default), "off", or a prefix.
+	NAT64Prefix   netip.Prefix
+	DiscoverNAT64 bool
+}
+
+// ResolverConfig returns the resolver's settings in its own terms.
+func (r Resolver) ResolverConfig() resolver.Config {
+	return resolver.Config{
+		Servers:     r.Servers,
+		HostsFile:   r.HostsFile,
+		Timeout:     r.Timeout,
+		Attempts:    r.Attempts,
+		CacheSize:   r.CacheSize,
+		MaxTTL:      r.MaxTTL,
+		NegativeTTL: r.NegativeTTL,
+	}
+}
+
 // source remembers the file a Config was parsed from.
 type source struct {
 	name      string
@@ -120,7 +163,8 @@ func Default() *Config {
 			Idle:      5 * time.Minute,
 			Shutdown:  30 * time.Second,
 		},
-		Default: server.Allow,
+		Default:  server.Allow,
+		Resolver: Resolver{DiscoverNAT64: true},
 	}
 }
 
@@ -154,6 +198,18 @@ type file struct {
 	Groups    map[string][]string `toml:"groups"`
 	Policy    filePolicy          `toml:"policy"`
 	Rules     []fileRule          `toml:"rule"`
+	Resolver  fileResolver        `toml:"resolver"`
+}
+
+type fileResolver struct {
+	Servers     []string `toml:"servers"`
+	HostsFile   string   `toml:"hosts_file"`
+	Timeout     string   `toml:"timeout"`
+	Attempts    int      `toml:"attempts"`
+	CacheSize   int      `toml:"cache_size"`
+	MaxTTL      string   `toml:"max_ttl"`
+	NegativeTTL string   `toml:"negative_ttl"`
+	NAT64Prefix string   `toml:"nat64_prefix"`
 }
 
 type fileTimeouts struct {
@@ -210,7 +266,8 @@ func Parse(name string, data []byte) (*Config, error) {
 			Idle:      d.Timeouts.Idle.String(),
 			Shutdown:  d.Timeouts.Shutdown.String(),
 		},
-		Policy: filePolicy{Default: "allow"},
+		Policy:   filePolicy{Default: "allow"},
+		Resolver: fileResolver{NAT64Prefix: "auto"},
 	}
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -272,7 +329,59 @@ func (p *parser) convert(f *file) *Config {
 	for i := range f.Rules {
 		c.Rules = append(c.Rules, p.rule("rule."+strconv.Itoa(i), &f.Rules[i]))
 	}
+	c.Resolver = p.resolver(&f.Resolver)
 	return c
+}
+
+func (p *parser) resolver(f *fileResolver) Resolver {
+	r := Resolver{
+		Servers:   f.Servers,
+		HostsFile: f.HostsFile,
+		Attempts:  f.Attempts,
+		CacheSize: f.CacheSize,
+	}
+	for i, srv := range f.Servers {
+		if err := resolver.CheckServer(srv); err != nil {
+			p.errorf("resolver.servers."+strconv.Itoa(i), "%w", err)
+		}
+	}
+	opt := func(path, s string) time.Duration {
+		if s == "" {
+			return 0
+		}
+		d := p.duration(path, s)
+		if d < 0 {
+			p.errorf(path, "negative duration %q", s)
+		}
+		return d
+	}
+	r.Timeout = opt("resolver.timeout", f.Timeout)
+	r.MaxTTL = opt("resolver.max_ttl", f.MaxTTL)
+	r.NegativeTTL = opt("resolver.negative_ttl", f.NegativeTTL)
+	if f.Attempts < 0 {
+		p.errorf("resolver.attempts", "negative attempts %d", f.Attempts)
+	}
+	switch f.NAT64Prefix {
+	case "auto":
+		r.DiscoverNAT64 = true
+	case "off", "":
+	default:
+		pr, err := netip.ParsePrefix(f.NAT64Prefix)
+		switch {
+		case err != nil:
+			p.errorf("resolver.nat64_prefix", "want \"auto\", \"off\" or an IPv6 prefix: %v", err)
+		case !pr.Addr().Is6() || pr.Addr().Is4In6():
+			p.errorf("resolver.nat64_prefix", "%s is not an IPv6 prefix", f.NAT64Prefix)
+		default:
+			switch pr.Bits() {
+			case 32, 40, 48, 56, 64, 96:
+				r.NAT64Prefix = pr.Masked()
+			default:
+				p.errorf("resolver.nat64_prefix", "prefix length /%d: RFC 6052 allows /32, /40, /48, /56, /64 and /96", pr.Bits())
+			}
+		}
+	}
+	return r
 }
 
 func (p *parser) duration(path, s string) time.Duration {
@@ -363,8 +472,9 @@ func ParseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("unknown log level %q: want \"debug\", \"info\", \"warn\" or \"error\"", s)
 }
 
-// ParseCommand parses a command name: "connect", "bind", or "udp" (also
-// written "udp-associate").
+// ParseCommand parses a command name: "connect", "bind", "udp" (also
+// written "udp-associate") or "resolve" (RESOLVE, and Tor's RESOLVE from
+// plain clients).
 func ParseCommand(s string) (proto.Command, error) {
 	switch s {
 	case "connect":
@@ -373,8 +483,10 @@ func ParseCommand(s string) (proto.Command, error) {
 		return proto.CommandBind, nil
 	case "udp", "udp-associate":
 		return proto.CommandUDPAssociate, nil
+	case "resolve":
+		return proto.CommandResolve, nil
 	}
-	return 0, fmt.Errorf("unknown command %q: want \"connect\", \"bind\" or \"udp\"", s)
+	return 0, fmt.Errorf("unknown command %q: want \"connect\", \"bind\", \"udp\" or \"resolve\"", s)
 }
 
 // ParsePrefix parses a network in CIDR notation, or a single address,

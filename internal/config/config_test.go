@@ -331,6 +331,11 @@ func TestLoadErrors(t *testing.T) {
 		{name: "unknown_default_action", text: "[policy]\ndefault = \"reject\"\n", line: 2, words: []string{"policy.default", "unknown action", "reject"}},
 		{name: "unknown_action", text: "[[rule]]\naction = \"allow\"\n[[rule]]\naction = \"block\"\n", line: 4, words: []string{"rule[2].action", "unknown action", "block"}},
 		{name: "missing_action", text: "[[rule]]\nports = [\"25\"]\n", line: 1, words: []string{"rule[1].action", "missing action"}},
+		{name: "bad_resolver_server", text: "[resolver]\nservers = [\n  \"192.0.2.53\",\n  \"dns.example\",\n]\n", line: 4, words: []string{"resolver.servers", "dns.example"}},
+		{name: "bad_resolver_timeout", text: "[resolver]\ntimeout = \"2\"\n", line: 2, words: []string{"resolver.timeout", "bad duration"}},
+		{name: "bad_nat64_prefix", text: "[resolver]\nnat64_prefix = \"2001:db8::/63\"\n", line: 2, words: []string{"resolver.nat64_prefix", "/63"}},
+		{name: "ipv4_nat64_prefix", text: "[resolver]\nnat64_prefix = \"192.0.2.0/24\"\n", line: 2, words: []string{"resolver.nat64_prefix", "not an IPv6 prefix"}},
+		{name: "unknown_resolver_key", text: "[resolver]\nservres = []\n", line: 2, words: []string{"servres"}},
 		{name: "bad_cidr", text: "[[rule]]\naction = \"deny\"\nnets = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n", line: 3, words: []string{"rule[1].nets", "bad network", "10.0.0.0/33"}},
 		{name: "bad_cidr_multiline", text: "[[rule]]\naction = \"deny\"\nnets = [\n  \"10.0.0.0/8\",\n  \"10.0.0.300\",\n]\n", line: 5, words: []string{"rule[1].nets", "bad network", "10.0.0.300"}},
 		{name: "bad_client_cidr", text: "[[rule]]\naction = \"deny\"\nclients = [\"192.168.1.0/24/1\"]\n", line: 3, words: []string{"rule[1].clients", "bad network"}},
@@ -591,4 +596,38 @@ func FuzzLoad(f *testing.F) {
 			t.Errorf("Settings() after a successful Load = %v", err)
 		}
 	})
+}
+
+func TestResolverSection(t *testing.T) {
+	c, err := Parse("r.toml", []byte(`[resolver]
+servers = ["192.0.2.53", "tls://[2001:db8::53]:853#dns.example"]
+hosts_file = "-"
+timeout = "1500ms"
+attempts = 3
+cache_size = 500
+max_ttl = "10m"
+negative_ttl = "30s"
+nat64_prefix = "64:ff9b::/96"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Resolver
+	if len(r.Servers) != 2 || r.HostsFile != "-" || r.Timeout != 1500*time.Millisecond || r.Attempts != 3 ||
+		r.CacheSize != 500 || r.MaxTTL != 10*time.Minute || r.NegativeTTL != 30*time.Second ||
+		r.NAT64Prefix != netip.MustParsePrefix("64:ff9b::/96") || r.DiscoverNAT64 {
+		t.Fatalf("resolver section: %+v", r)
+	}
+	if rc := r.ResolverConfig(); rc.CacheSize != 500 || rc.Servers[1] != "tls://[2001:db8::53]:853#dns.example" {
+		t.Fatalf("ResolverConfig: %+v", rc)
+	}
+	for in, discover := range map[string]bool{`nat64_prefix = "auto"`: true, `nat64_prefix = "off"`: false, ``: true} {
+		c, err := Parse("r.toml", []byte("[resolver]\n"+in+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Resolver.DiscoverNAT64 != discover || c.Resolver.NAT64Prefix.IsValid() {
+			t.Errorf("%q: discover %v prefix %v", in, c.Resolver.DiscoverNAT64, c.Resolver.NAT64Prefix)
+		}
+	}
 }

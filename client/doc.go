@@ -1,0 +1,42 @@
+// Package client is the Go client of socks6 gateways: it connects through
+// a SOCKS5 gateway and uses the negotiated extensions of
+// draft-socks6-extensions-00 ("SOCKS6") when the gateway offers them.
+//
+// A [Dialer] opens TCP connections through the gateway with CONNECT. It
+// offers the extensions (method 0xC6 in the RFC 1928 greeting, section
+// "Cleartext Negotiation with Method 0xC6"); a gateway that selects them
+// gets a HELLO frame and a CONNECT in a REQUEST frame, whose REPLY may
+// say which address the gateway connected to ([Conn.Connected]). Any
+// other gateway selects a plain method and the Dialer continues as an
+// RFC 1928 client in the same connection ("Fallback"), with RFC 1929
+// username and password authentication. [ExtRequire] forbids that
+// fallback ("Downgrade Protection"), and [ExtOff] never offers the
+// extensions. Host names are sent to the gateway (ATYP 3) and resolved
+// there, never locally ("Name Resolution and Dual Stack"). Either way
+// the connection carries the stream's bytes unchanged after the reply.
+//
+// A [Session] is a control connection with the extensions negotiated.
+// It carries control requests, several at a time: [Session.Resolve]
+// (RESOLVE) now, listeners and UDP later. [Dialer.Resolve] opens a
+// session for one lookup.
+//
+// *Dialer implements the Dialer and ContextDialer interfaces of
+// golang.org/x/net/proxy, and the package registers the "socks6" URL
+// scheme with proxy.RegisterDialerType (see [FromURL]).
+//
+// Errors follow package net: a *net.OpError whose Err is a *[ReplyError]
+// when the gateway refused a request, a *[HelloError] when it refused
+// HELLO, a *[CloseError] when it sent CLOSE, or wraps [ErrDowngrade],
+// [ErrNoExtensions] or [ErrAuth]. A gateway that breaks the protocol on
+// a framed connection is answered with CLOSE 0xEB before the connection
+// is closed ("Error Handling").
+//
+// Not implemented yet: BIND, UDP ASSOCIATE, LISTEN, in-stream UDP, TLS
+// and ALPN, routes, resumption and discovery; optimistic data after
+// CONNECT; idle keepalive PINGs.
+//
+// A Dialer, a Conn and a Session are safe for concurrent use as their
+// documentation says. Contexts bound handshakes and single requests,
+// never the life of a connection or session; the caller closes what it
+// gets.
+package client

@@ -1,0 +1,498 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/socks6/socks6/proto"
+)
+
+// closeTimeout bounds writing a CLOSE frame before the connection is
+// closed anyway.
+const closeTimeout = time.Second
+
+// errSessionClosed is the error of requests on a session that Close
+// ended.
+var errSessionClosed = fmt.Errorf("socks: session closed: %w", net.ErrClosed)
+
+// A Session is a control connection with the extensions negotiated: the
+// gateway selected method 0xC6 and answered HELLO with status ok. Control
+// requests (RESOLVE now; LISTEN and UDP later) travel on it, several at
+// a time, each with its own Request ID.
+//
+// A reader goroutine owns the receiving side. It hands each REPLY to the
+// request with its Request ID, answers PING with PONG, skips frames of
+// unknown types, and, on a malformed frame, sends CLOSE 0xEB and closes
+// the connection (draft-socks6-extensions-00, "Error Handling"). When
+// the connection ends, for whatever reason, every outstanding request
+// fails with the reason, which Err also returns.
+//
+// The methods of a Session are safe for concurrent use. The caller must
+// call Close when done; until then the session holds the connection and
+// the reader goroutine.
+type Session struct {
+	c       net.Conn
+	gateway string        // for error messages
+	family  proto.Family  // FAMILY option of requests; 0 for none
+	timeout time.Duration // bounds writes whose ctx has no deadline
+	ack     proto.HelloAck
+	limit   int // Max Frame Length, both ways
+
+	wmu       sync.Mutex // held while a frame is written
+	closeSent bool       // CLOSE was written: nothing more may be (wmu)
+	writeErr  error      // a write failed, the stream is broken (wmu)
+
+	mu      sync.Mutex
+	nextID  uint64
+	calls   map[uint64]*call
+	pings   map[[8]byte]chan struct{}
+	closing bool  // Close was called
+	err     error // why the session ended; set once, before done closes
+
+	done chan struct{} // closed when the reader has ended and c is closed
+}
+
+// A call is an outstanding control request.
+type call struct {
+	cmd proto.Command
+	ch  chan callResult // buffered: the reader never blocks on it
+}
+
+type callResult struct {
+	rep proto.ExtReply
+	err error
+}
+
+// OpenSession connects to the gateway and negotiates the extensions,
+// which must be selected: it fails with ErrNoExtensions (or ErrDowngrade
+// with ExtRequire) otherwise, and at once if Extensions is ExtOff.
+//
+// ctx bounds the handshake only. The caller must Close the session.
+func (d *Dialer) OpenSession(ctx context.Context) (*Session, error) {
+	if d.Extensions == ExtOff {
+		return nil, d.opError("session", "tcp", "", fmt.Errorf("%w: Dialer.Extensions is off", ErrNoExtensions))
+	}
+	if err := d.checkCredentials(); err != nil {
+		return nil, d.opError("session", "tcp", "", err)
+	}
+	ctx, cancel := d.handshakeContext(ctx)
+	defer cancel()
+	c, err := d.dialGateway(ctx)
+	if err != nil {
+		return nil, d.opError("session", "tcp", "", err)
+	}
+	stop := watch(ctx, c)
+	neg, err := d.negotiate(c, false)
+	if err != nil {
+		err = ctxErr(ctx, err)
+		stop()
+		c.Close()
+		return nil, d.opError("session", "tcp", "", err)
+	}
+	if err := stop(); err != nil {
+		c.Close()
+		return nil, d.opError("session", "tcp", "", err)
+	}
+	s := &Session{
+		c:       c,
+		gateway: d.ProxyAddress,
+		family:  d.Family,
+		timeout: d.timeout(),
+		ack:     neg.ack,
+		limit:   int(neg.ack.MaxFrameLen),
+		calls:   make(map[uint64]*call),
+		pings:   make(map[[8]byte]chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go s.readLoop()
+	return s, nil
+}
+
+// Resolve opens a session, resolves host with it and closes it. An IP
+// address is returned as it is, without contacting the gateway. ctx
+// bounds the whole call.
+func (d *Dialer) Resolve(ctx context.Context, host string) ([]proto.ResolveAnswer, error) {
+	if a, ok := literalAnswer(host); ok {
+		return a, nil
+	}
+	s, err := d.OpenSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.Resolve(ctx, host)
+}
+
+// Features returns the features the gateway offers to this session, from
+// HELLO_ACK.
+func (s *Session) Features() proto.Features { return s.ack.Features }
+
+// ID returns the Session ID the gateway assigned in HELLO_ACK.
+func (s *Session) ID() proto.SessionID { return s.ack.SessionID }
+
+// Limits returns the LIMITS option of HELLO_ACK; ok is false if the
+// gateway sent none.
+func (s *Session) Limits() (l proto.Limits, ok bool) { return s.ack.Options.Limits() }
+
+// MaxFrameLen returns the Max Frame Length of HELLO_ACK: the longest
+// frame value, DATAGRAM aside, that either side may send.
+func (s *Session) MaxFrameLen() int { return s.limit }
+
+// Done returns a channel that is closed when the session has ended: the
+// gateway closed it, it failed, or Close was called.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err returns nil while the session runs, and why it ended afterwards: a
+// *CloseError if the gateway sent CLOSE, an error wrapping net.ErrClosed
+// after Close, or the read or protocol error that ended it.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Resolve asks the gateway for all addresses of host, with their TTLs,
+// in the order the gateway would try them (RESOLVE,
+// draft-socks6-extensions-00). The Dialer's Family, if set, goes with it
+// as a FAMILY option. An IP address is returned as it is, with TTL
+// math.MaxUint32. It fails with ErrNoExtensions if the gateway did not
+// set the RESOLVE feature bit, and with a *ReplyError (inside a
+// *net.OpError) if the gateway refuses, for example with
+// proto.ReplyNameNotFound. An empty answer means that the name exists
+// but has no address of the requested families.
+//
+// ctx bounds this call only. If it ends first, the request is abandoned
+// and its late REPLY is dropped.
+func (s *Session) Resolve(ctx context.Context, host string) ([]proto.ResolveAnswer, error) {
+	if a, ok := literalAnswer(host); ok {
+		return a, nil
+	}
+	if !s.ack.Features.Has(proto.FeatureResolve) {
+		return nil, s.opError("resolve", host, fmt.Errorf("%w: no RESOLVE feature bit", ErrNoExtensions))
+	}
+	name, err := fqdn(host)
+	if err != nil {
+		return nil, s.opError("resolve", host, err)
+	}
+	req := proto.ExtRequest{Command: proto.CommandResolve, Addr: proto.Addr{FQDN: name}}
+	if s.family != 0 {
+		req.Options = proto.Options{proto.FamilyOption(s.family)}
+	}
+	rep, err := s.roundTrip(ctx, req)
+	if err != nil {
+		return nil, s.opError("resolve", host, err)
+	}
+	if rep.Code != proto.ReplySucceeded {
+		diag, _ := rep.Options.Diagnostic()
+		return nil, s.opError("resolve", host, &ReplyError{Command: proto.CommandResolve, Target: host, Code: rep.Code, Diagnostic: diag})
+	}
+	if rep.Answers == nil {
+		return []proto.ResolveAnswer{}, nil
+	}
+	return rep.Answers, nil
+}
+
+// literalAnswer returns the answer for an IP address, which needs no
+// lookup.
+func literalAnswer(host string) ([]proto.ResolveAnswer, bool) {
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Zone() != "" {
+		return nil, false
+	}
+	return []proto.ResolveAnswer{{TTL: math.MaxUint32, Addr: ip}}, true
+}
+
+// Ping sends a PING and waits for the matching PONG; it returns the round
+// trip time. ctx bounds the wait.
+func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
+	var p proto.Ping
+	rand.Read(p.Opaque[:])
+	ch := make(chan struct{})
+	s.mu.Lock()
+	if s.err != nil || s.closing {
+		err := s.endErrLocked()
+		s.mu.Unlock()
+		return 0, s.opError("ping", "", err)
+	}
+	s.pings[p.Opaque] = ch
+	s.mu.Unlock()
+	forget := func() {
+		s.mu.Lock()
+		delete(s.pings, p.Opaque)
+		s.mu.Unlock()
+	}
+	start := time.Now()
+	if err := s.write(ctx, p); err != nil {
+		forget()
+		return 0, s.opError("ping", "", err)
+	}
+	select {
+	case <-ch:
+		return time.Since(start), nil
+	case <-ctx.Done():
+		forget()
+		return 0, s.opError("ping", "", ctx.Err())
+	case <-s.done:
+		forget()
+		return 0, s.opError("ping", "", s.Err())
+	}
+}
+
+// Close ends the session: it sends CLOSE with reason 0x00, closes the
+// connection and waits for the reader goroutine to end. Outstanding
+// requests fail. Closing a session that has already ended (the gateway
+// closed it) frees it and returns nil; so does a second Close.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	first := !s.closing
+	s.closing = true
+	ended := s.err != nil
+	s.mu.Unlock()
+	var err error
+	if first && !ended {
+		err = s.writeClose(proto.ReplySucceeded)
+	}
+	if cerr := s.c.Close(); err == nil && first && !ended && !errors.Is(cerr, net.ErrClosed) {
+		err = cerr
+	}
+	<-s.done
+	if err != nil {
+		return s.opError("close", "", err)
+	}
+	return nil
+}
+
+// endErrLocked returns the error for a request on a session that has
+// ended or is closing.
+func (s *Session) endErrLocked() error {
+	if s.err != nil {
+		return s.err
+	}
+	return errSessionClosed
+}
+
+// roundTrip sends req with a fresh Request ID and waits for its REPLY.
+func (s *Session) roundTrip(ctx context.Context, req proto.ExtRequest) (proto.ExtReply, error) {
+	cl := &call{cmd: req.Command, ch: make(chan callResult, 1)}
+	s.mu.Lock()
+	if s.err != nil || s.closing {
+		err := s.endErrLocked()
+		s.mu.Unlock()
+		return proto.ExtReply{}, err
+	}
+	// IDs are never reused on the connection, so a late REPLY to an
+	// abandoned request cannot be mistaken for the answer to a new one.
+	s.nextID++
+	req.ID = s.nextID
+	s.calls[req.ID] = cl
+	s.mu.Unlock()
+
+	if err := s.write(ctx, req); err != nil {
+		s.mu.Lock()
+		delete(s.calls, req.ID)
+		s.mu.Unlock()
+		return proto.ExtReply{}, err
+	}
+	select {
+	case r := <-cl.ch:
+		return r.rep, r.err
+	case <-ctx.Done():
+		// The entry stays, so that the reader recognises the late
+		// REPLY and drops it into the buffered channel.
+		return proto.ExtReply{}, ctx.Err()
+	}
+}
+
+// write sends m as one frame. A write that fails may have sent part of
+// the frame, so it ends the session.
+func (s *Session) write(ctx context.Context, m proto.Message) error {
+	b, err := encodeFrame(m, s.limit)
+	if err != nil {
+		return err
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = s.writeDeadline()
+	}
+	if err := s.writeFrame(b, deadline, false); err != nil {
+		return ctxErr(ctx, err)
+	}
+	return nil
+}
+
+// writeDeadline is the deadline of a write that no context bounds.
+func (s *Session) writeDeadline() time.Time {
+	if s.timeout <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(s.timeout)
+}
+
+// writeFrame writes an encoded frame with a write deadline (zero for
+// none). last marks a CLOSE, after which nothing may be written.
+func (s *Session) writeFrame(b []byte, deadline time.Time, last bool) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.writeErr != nil {
+		return s.writeErr
+	}
+	if s.closeSent {
+		return errSessionClosed
+	}
+	s.closeSent = last
+	s.c.SetWriteDeadline(deadline)
+	if _, err := s.c.Write(b); err != nil {
+		s.writeErr = fmt.Errorf("socks: writing to the gateway: %w", err)
+		s.c.Close() // the reader ends the session
+		return s.writeErr
+	}
+	return nil
+}
+
+// writeClose sends CLOSE with reason; no frame may follow it.
+func (s *Session) writeClose(reason proto.ReplyCode) error {
+	b, err := encodeFrame(proto.Close{Reason: reason}, s.limit)
+	if err != nil {
+		return err
+	}
+	return s.writeFrame(b, time.Now().Add(closeTimeout), true)
+}
+
+// readLoop reads and dispatches frames until the connection fails, then
+// ends the session.
+func (s *Session) readLoop() {
+	br := bufio.NewReader(s.c)
+	var err error
+	for err == nil {
+		var f proto.Frame
+		if f, err = readFrame(br, s.limit); err == nil {
+			err = s.handle(f)
+		}
+	}
+	s.end(err)
+}
+
+// handle acts on one frame from the gateway. An error ends the session.
+func (s *Session) handle(f proto.Frame) error {
+	switch f.Type {
+	case proto.FrameReply:
+		return s.handleReply(f)
+	case proto.FramePing:
+		p, err := proto.ParsePing(f.Value)
+		if err != nil {
+			return malformed("PING", err)
+		}
+		b, err := encodeFrame(proto.Pong(p), s.limit)
+		if err != nil {
+			return err
+		}
+		return s.writeFrame(b, s.writeDeadline(), false)
+	case proto.FramePong:
+		p, err := proto.ParsePong(f.Value)
+		if err != nil {
+			return malformed("PONG", err)
+		}
+		// A PONG that matches no outstanding PING is ignored.
+		s.mu.Lock()
+		if ch, ok := s.pings[p.Opaque]; ok {
+			delete(s.pings, p.Opaque)
+			close(ch)
+		}
+		s.mu.Unlock()
+		return nil
+	case proto.FrameClose:
+		return closeError(f)
+	case proto.FrameRoutes:
+		// Route advertisement is not used yet; a well-formed ROUTES is
+		// skipped.
+		return checkFrame(f)
+	case proto.FrameAcceptOffer, proto.FrameDatagram, proto.FrameStreamAck:
+		// These need a listener, a UDP association or a resumable
+		// stream, none of which this session holds.
+		return wrongFrame(f, "on a session without listeners, associations or resumable streams")
+	}
+	if f.Type <= lastKnownFrame {
+		// HELLO, REQUEST, REJECT_OFFER travel the other way; a second
+		// HELLO_ACK is malformed.
+		return wrongFrame(f, "from the gateway on a control connection")
+	}
+	return nil // unknown types, GREASE included, are skipped
+}
+
+// handleReply hands a REPLY to the request with its Request ID.
+func (s *Session) handleReply(f proto.Frame) error {
+	id, _, err := proto.ParseVarint(f.Value)
+	if err != nil {
+		return malformed("REPLY", err)
+	}
+	s.mu.Lock()
+	cl, ok := s.calls[id]
+	delete(s.calls, id)
+	s.mu.Unlock()
+	if !ok {
+		return malformed("REPLY", fmt.Errorf("request ID %d is not outstanding: %w", id, proto.ErrMalformed))
+	}
+	rep, err := proto.ParseExtReply(f.Value, cl.cmd)
+	if err != nil {
+		err = malformed("REPLY", err)
+		cl.ch <- callResult{err: err}
+		return err
+	}
+	cl.ch <- callResult{rep: rep}
+	return nil
+}
+
+// end runs once, when the reader stops: it answers a protocol error with
+// CLOSE 0xEB, closes the connection, records why the session ended and
+// fails every outstanding request with it.
+func (s *Session) end(err error) {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if isProtocolError(err) && !closing {
+		s.writeClose(proto.ReplyMalformedRequest)
+	}
+	s.c.Close()
+
+	switch {
+	case closing:
+		err = errSessionClosed
+	case errors.Is(err, net.ErrClosed):
+		// A failed write closed the connection under the reader.
+		s.wmu.Lock()
+		if s.writeErr != nil {
+			err = s.writeErr
+		}
+		s.wmu.Unlock()
+	case !isProtocolError(err):
+		var ce *CloseError
+		if !errors.As(err, &ce) {
+			err = fmt.Errorf("socks: control connection to the gateway ended: %w", err)
+		}
+	}
+	s.mu.Lock()
+	s.err = err
+	calls := s.calls
+	s.calls = nil
+	s.mu.Unlock()
+	for _, cl := range calls {
+		cl.ch <- callResult{err: err}
+	}
+	close(s.done)
+}
+
+func (s *Session) opError(op, target string, err error) error {
+	e := &net.OpError{Op: "socks6 " + op, Net: "tcp", Source: sockAddr{"tcp", s.gateway}, Err: err}
+	if target != "" {
+		e.Addr = sockAddr{"tcp", target}
+	}
+	return e
+}

@@ -1,0 +1,409 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/socks6/socks6/proto"
+)
+
+// Control connections: limits and errors.
+const (
+	// maxControlInflight caps a control connection's outstanding control
+	// requests; more are answered with QuotaExceeded.
+	maxControlInflight = 16
+	// helloMaxLen is the largest HELLO a gateway must accept (the
+	// draft's Pipelining section).
+	helloMaxLen = 16384
+)
+
+var (
+	// errControlDone ends a control connection that the client closed
+	// in order (CLOSE, or EOF between frames).
+	errControlDone = errors.New("control connection closed by the client")
+	// errMalformed is a malformed frame or request: the gateway sends
+	// CLOSE 0xEB and closes.
+	errMalformed = &ReplyError{Code: proto.ReplyMalformedRequest, Err: errors.New("malformed frame")}
+)
+
+// malformed wraps a protocol violation with its reply code.
+func malformed(format string, args ...any) error {
+	return &ReplyError{Code: proto.ReplyMalformedRequest, Err: fmt.Errorf(format, args...)}
+}
+
+// features returns the feature bits this gateway offers.
+func (s *Server) features() proto.Features {
+	return proto.FeatureResolve
+}
+
+// frameParser returns a parser for hsReader that refuses a frame longer
+// than limit as soon as its Length is known, before buffering it.
+func frameParser(limit int) func([]byte) (proto.Frame, int, error) {
+	return func(b []byte) (proto.Frame, int, error) {
+		_, tn, err := proto.ParseVarint(b)
+		if err != nil {
+			return proto.Frame{}, 0, err
+		}
+		l, _, err := proto.ParseVarint(b[tn:])
+		if err != nil {
+			return proto.Frame{}, 0, err
+		}
+		if l > uint64(limit) {
+			return proto.Frame{}, 0, proto.ErrTooLong
+		}
+		return proto.ParseFrame(b)
+	}
+}
+
+// writeFrame sends one frame on a control connection. Writes from the
+// control loop and from request goroutines are serialized, and each has
+// the handshake timeout as its deadline so that a client that stops
+// reading cannot hold a goroutine.
+func (ss *session) writeFrame(m proto.Message) error {
+	b, err := proto.AppendFrame(nil, m)
+	if err != nil {
+		return err
+	}
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	ss.c.SetWriteDeadline(time.Now().Add(ss.s.handshakeTimeout()))
+	_, err = ss.c.Write(b)
+	return err
+}
+
+// closeWith sends CLOSE with the code of err, for a malformed frame or a
+// gateway error on a control connection.
+func (ss *session) closeWith(err error) {
+	ss.writeFrame(proto.Close{Reason: replyCode(err), Options: proto.Options{proto.DiagnosticOption(diagnostic(err))}})
+}
+
+// diagnostic is the text of a DIAGNOSTIC option: the reply code's meaning
+// and, for protocol errors, what was wrong. It never names the gateway's
+// upstream servers or internal addresses (the draft's rule for
+// DIAGNOSTIC); resolver and dial errors are summarized by their code.
+func diagnostic(err error) string {
+	var re *ReplyError
+	if errors.As(err, &re) && re.Code == proto.ReplyMalformedRequest {
+		return re.Error()
+	}
+	return replyCode(err).String()
+}
+
+// hello runs the extension handshake after the gateway selected 0xC6:
+// it reads HELLO, checks the transcript, authenticates and answers with
+// HELLO_ACK. On failure the HELLO_ACK carries the status and the
+// connection ends.
+func (ss *session) hello(ctx context.Context, h *hsReader, g proto.Greeting) error {
+	h.max = helloMaxLen + 16
+	f, err := next(h, frameParser(helloMaxLen))
+	if err != nil {
+		if errors.Is(err, proto.ErrTooLong) || errors.Is(err, proto.ErrMalformed) {
+			err = malformed("HELLO: %v", err)
+			ss.closeWith(err)
+		}
+		return err
+	}
+	if f.Type != proto.FrameHello {
+		err := malformed("first frame is %v, not HELLO", f.Type)
+		ss.closeWith(err)
+		return err
+	}
+	hl, err := proto.ParseHello(f.Value)
+	switch {
+	case errors.Is(err, proto.ErrVersion):
+		ss.writeFrame(proto.HelloAck{Status: proto.HelloVersionUnsupported, Version: proto.ExtVersion})
+		return fmt.Errorf("HELLO: %w", err)
+	case errors.Is(err, proto.ErrAuthMethod):
+		ss.helloFail(proto.HelloAuthFailed, "unknown authentication method")
+		return fmt.Errorf("HELLO: %w", err)
+	case err != nil:
+		err = malformed("HELLO: %v", err)
+		ss.closeWith(err)
+		return err
+	}
+	if !sameMethods(hl.Methods, g.Methods) {
+		ss.helloFail(proto.HelloTranscriptMismatch, "HELLO methods differ from the greeting")
+		return errors.New("HELLO: transcript mismatch (greeting modified on the path?)")
+	}
+	if a := ss.st.Auth; a != nil {
+		if hl.Auth != proto.MethodUserPass {
+			ss.helloFail(proto.HelloAuthFailed, "username and password required")
+			return errors.New("HELLO without credentials")
+		}
+		ss.user = hl.Username
+		if err := a.Authenticate(ctx, hl.Username, hl.Password); err != nil {
+			ss.helloFail(proto.HelloAuthFailed, "authentication failed")
+			return err
+		}
+	}
+	var id proto.SessionID
+	rand.Read(id[:])
+	if err := ss.writeFrame(proto.HelloAck{
+		Status:   proto.HelloOK,
+		Version:  proto.ExtVersion,
+		Features: ss.s.features(),
+		// The default limit: every frame we send fits, and a client's
+		// frames are buffered up to it.
+		MaxFrameLen: proto.DefaultMaxFrameLen,
+		SessionID:   id,
+	}); err != nil {
+		return err
+	}
+	ss.ext = true
+	h.max = proto.DefaultMaxFrameLen + 16
+	return nil
+}
+
+func (ss *session) helloFail(st proto.HelloStatus, diag string) {
+	ss.writeFrame(proto.HelloAck{Status: st, Version: proto.ExtVersion,
+		Options: proto.Options{proto.DiagnosticOption(diag)}})
+}
+
+func sameMethods(a, b []proto.Method) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// control serves a control connection: control requests (RESOLVE) and
+// PING until the client sends a connection-consuming request, which it
+// leaves in ss.req for run to carry out, or the connection ends. Until
+// the first request the handshake deadline applies; after it, the idle
+// timeout, renewed by every frame.
+func (ss *session) control(h *hsReader, endHandshake func()) error {
+	s := ss.s
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	var mu sync.Mutex
+	inflight := map[uint64]bool{}
+	first := true
+	for {
+		if !first {
+			if d := s.idleTimeout(); d > 0 {
+				ss.c.SetReadDeadline(time.Now().Add(d))
+			} else {
+				ss.c.SetReadDeadline(time.Time{})
+			}
+		}
+		f, err := next(h, frameParser(proto.DefaultMaxFrameLen))
+		if err != nil {
+			if errors.Is(err, proto.ErrTooLong) || errors.Is(err, proto.ErrMalformed) {
+				err = malformed("frame: %v", err)
+				ss.closeWith(err)
+			} else if isEOF(err) && h.r == h.w {
+				return errControlDone
+			}
+			return err
+		}
+		switch f.Type {
+		case proto.FrameRequest:
+			req, err := parseRequest(f.Value)
+			if err != nil {
+				var re *ReplyError
+				if errors.As(err, &re) && re.Code == proto.ReplyAddressTypeNotSupported {
+					// The frame's Length still delimits it: answer and go on.
+					if werr := ss.writeFrame(proto.ExtReply{ID: req.ID, Code: re.Code}); werr != nil {
+						return werr
+					}
+					continue
+				}
+				ss.closeWith(err)
+				return err
+			}
+			mu.Lock()
+			dup, busy := inflight[req.ID], len(inflight)
+			mu.Unlock()
+			if dup {
+				err := malformed("request ID %d is still outstanding", req.ID)
+				ss.closeWith(err)
+				return err
+			}
+			if first {
+				// The session counts against the limits from its first
+				// request, as a plain session does.
+				first = false
+				ss.isControl = true
+				endHandshake()
+				ss.c.SetWriteDeadline(time.Time{})
+				if err := ss.acquire(); err != nil {
+					ss.writeFrame(proto.ExtReply{ID: req.ID, Code: replyCode(err),
+						Options: proto.Options{proto.DiagnosticOption(diagnostic(err))}})
+					return err
+				}
+			}
+			switch req.Command {
+			case proto.CommandConnect, proto.CommandBind, proto.CommandUDPAssociate:
+				if busy > 0 {
+					err := malformed("connection-consuming request with %d control requests outstanding", busy)
+					ss.writeFrame(proto.ExtReply{ID: req.ID, Code: proto.ReplyMalformedRequest})
+					return err
+				}
+				ss.isControl = false
+				ss.reqID = req.ID
+				ss.family, _ = req.Options.Family()
+				ss.req = Request{User: ss.user, Client: ss.client, Command: req.Command, Target: req.Addr}
+				return nil
+			case proto.CommandResolve:
+				if !s.features().Has(proto.FeatureResolve) {
+					break
+				}
+				if busy >= maxControlInflight {
+					if err := ss.writeFrame(proto.ExtReply{ID: req.ID, Code: proto.ReplyQuotaExceeded}); err != nil {
+						return err
+					}
+					continue
+				}
+				mu.Lock()
+				inflight[req.ID] = true
+				mu.Unlock()
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					// The ID is free again before the client can see the
+					// reply, so that it may reuse it at once.
+					ss.serveResolve(ctx, req, func() {
+						mu.Lock()
+						delete(inflight, req.ID)
+						mu.Unlock()
+					})
+				}()
+				continue
+			}
+			if err := ss.writeFrame(proto.ExtReply{ID: req.ID, Code: proto.ReplyCommandNotSupported}); err != nil {
+				return err
+			}
+		case proto.FramePing:
+			p, err := proto.ParsePing(f.Value)
+			if err != nil {
+				err = malformed("PING: %v", err)
+				ss.closeWith(err)
+				return err
+			}
+			if err := ss.writeFrame(proto.Pong{Opaque: p.Opaque}); err != nil {
+				return err
+			}
+		case proto.FramePong:
+			if _, err := proto.ParsePong(f.Value); err != nil {
+				err = malformed("PONG: %v", err)
+				ss.closeWith(err)
+				return err
+			}
+		case proto.FrameClose:
+			if _, err := proto.ParseClose(f.Value); err != nil {
+				return malformed("CLOSE: %v", err)
+			}
+			return errControlDone
+		case proto.FrameHello, proto.FrameHelloAck, proto.FrameReply, proto.FrameAcceptOffer,
+			proto.FrameRoutes, proto.FrameRejectOffer, proto.FrameDatagram, proto.FrameStreamAck:
+			// Known, but in the wrong direction or for a feature this
+			// session does not have.
+			err := malformed("unexpected %v frame", f.Type)
+			ss.closeWith(err)
+			return err
+		default:
+			// Unknown types (GREASE among them) are skipped.
+		}
+	}
+}
+
+// parseRequest decodes a REQUEST value. A request whose address type is
+// unknown is answered with 0x08 by ID, so the ID is recovered first.
+func parseRequest(v []byte) (proto.ExtRequest, error) {
+	req, err := proto.ParseExtRequest(v)
+	if err == nil {
+		if req.Command != proto.CommandListen && (req.Exact || req.DualStack) {
+			return req, malformed("REQUEST: flags set for %v", req.Command)
+		}
+		return req, nil
+	}
+	id, _, idErr := proto.ParseVarint(v)
+	if idErr == nil && errors.Is(err, proto.ErrAddressType) {
+		return proto.ExtRequest{ID: id}, replyErr(proto.ReplyAddressTypeNotSupported, err)
+	}
+	return proto.ExtRequest{}, malformed("REQUEST: %v", err)
+}
+
+// serveResolve answers RESOLVE: every address of the name that FAMILY
+// allows, in Happy Eyeballs order, with TTLs.
+// done runs just before the reply is sent.
+func (ss *session) serveResolve(ctx context.Context, req proto.ExtRequest, done func()) {
+	s := ss.s
+	start := time.Now()
+	fam, _ := req.Options.Family()
+	r := Request{User: ss.user, Client: ss.client, Command: proto.CommandResolve, Target: req.Addr}
+	reply := proto.ExtReply{ID: req.ID, Command: proto.CommandResolve}
+	answers, err := ss.lookupFor(ctx, &r, fam)
+	if err == nil {
+		reply.Answers = answers
+	} else {
+		reply.Code = replyCode(err)
+		reply.Options = proto.Options{proto.DiagnosticOption(diagnostic(err))}
+	}
+	done()
+	if werr := ss.writeFrame(reply); werr != nil && err == nil {
+		err = werr
+	}
+	if log := s.logger(); log.Enabled(ctx, slog.LevelInfo) {
+		attrs := []slog.Attr{
+			slog.String("client", ss.client.String()),
+			slog.String("user", ss.user),
+			slog.String("cmd", "resolve"),
+			slog.String("target", req.Addr.FQDN),
+			slog.String("family", fam.String()),
+			slog.Int("answers", len(answers)),
+			slog.Duration("dur", time.Since(start).Round(time.Millisecond)),
+			slog.String("reply", reply.Code.String()),
+		}
+		if err != nil {
+			attrs = append(attrs, slog.Any("err", err))
+		}
+		log.LogAttrs(context.Background(), slog.LevelInfo, "resolve", attrs...)
+	}
+}
+
+// maxAnswers keeps a RESOLVE reply within the frame limit: an IPv6
+// answer takes 21 bytes, and the rest of the reply less than 300.
+const maxAnswers = (proto.DefaultMaxFrameLen - 300) / 21
+
+// lookupFor resolves r.Target for RESOLVE (and Tor's 0xF0) after the
+// policy allowed it.
+func (ss *session) lookupFor(ctx context.Context, r *Request, fam proto.Family) ([]proto.ResolveAnswer, error) {
+	s := ss.s
+	if r.Target.FQDN == "" {
+		return nil, replyErr(proto.ReplyAddressTypeNotSupported, errors.New("RESOLVE needs a domain name"))
+	}
+	if p := ss.st.Policy; p != nil {
+		if err := p.Allow(ctx, r); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.dialTimeout())
+	defer cancel()
+	ans, err := s.resolveAll(ctx, r.Target.FQDN, fam)
+	if err != nil {
+		return nil, err
+	}
+	if len(ans) > maxAnswers {
+		ans = ans[:maxAnswers] // interleaved: both families stay
+	}
+	out := make([]proto.ResolveAnswer, len(ans))
+	for i, a := range ans {
+		out[i] = proto.ResolveAnswer{TTL: a.TTL, Addr: a.Addr.Unmap()}
+	}
+	return out, nil
+}
