@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -565,4 +566,82 @@ func TestHappyEyeballsFallback(t *testing.T) {
 	if el < 200*time.Millisecond || el > 3*time.Second {
 		t.Errorf("connected after %v: the second attempt should start after the 250 ms attempt delay", el)
 	}
+}
+
+// TestHappyEyeballsResolutionDelay: when the A answer comes first, the
+// gateway waits up to 50 ms for AAAA before connecting over IPv4.
+func TestHappyEyeballsResolutionDelay(t *testing.T) {
+	e2eCheckLeaks(t)
+	echo := socks6test.EchoServer(t)
+	echoAP := netip.MustParseAddrPort(echo)
+	for _, tc := range []struct {
+		name      string
+		aaaaDelay time.Duration
+		first     string // the family of the first attempt
+	}{
+		{"AAAA within the delay", 15 * time.Millisecond, "ip6"},
+		{"AAAA too late", 400 * time.Millisecond, "ip4"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v6 := netip.MustParseAddr("2001:db8::7")
+			var mu sync.Mutex
+			var attempts []string
+			var firstAt time.Duration
+			var start time.Time
+			res := resolverFunc(func(ctx context.Context, network, host string) ([]resolver.Answer, error) {
+				if network == "ip6" {
+					select {
+					case <-time.After(tc.aaaaDelay):
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					}
+					return []resolver.Answer{{Addr: v6, TTL: 60}}, nil
+				}
+				return []resolver.Answer{{Addr: echoAP.Addr(), TTL: 60}}, nil
+			})
+			s := &server.Server{HandshakeTimeout: e2eWait, Resolver: res,
+				Settings: server.Settings{Guard: server.Guard{AllowLoopback: true}},
+				Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					mu.Lock()
+					if len(attempts) == 0 {
+						firstAt = time.Since(start)
+					}
+					attempts = append(attempts, addr)
+					mu.Unlock()
+					if strings.HasPrefix(addr, "[2001:db8::7]") {
+						return nil, &net.OpError{Op: "dial", Net: network, Err: errors.New("connection refused")}
+					}
+					var d net.Dialer
+					return d.DialContext(ctx, network, addr)
+				}}
+			gw := startGateway(t, s)
+			c, _ := extHello(t, gw, "", "")
+			defer c.Close()
+			start = time.Now()
+			extSend(t, c, proto.ExtRequest{ID: 1, Command: proto.CommandConnect, Addr: proto.Addr{FQDN: "rd.test", Port: echoAP.Port()}})
+			if r := extReply(t, c, proto.CommandConnect); r.Code != proto.ReplySucceeded {
+				t.Fatalf("CONNECT: %v", r.Code)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			got := "ip4"
+			if strings.HasPrefix(attempts[0], "[") {
+				got = "ip6"
+			}
+			t.Logf("attempts %v, first after %v", attempts, firstAt)
+			if got != tc.first {
+				t.Errorf("first attempt %s (%v), want %s", attempts[0], attempts, tc.first)
+			}
+			if tc.first == "ip4" && (firstAt < 40*time.Millisecond || firstAt > 300*time.Millisecond) {
+				t.Errorf("IPv4 attempt started after %v, want after the 50 ms resolution delay", firstAt)
+			}
+		})
+	}
+}
+
+// resolverFunc adapts a function to server.Resolver.
+type resolverFunc func(ctx context.Context, network, host string) ([]resolver.Answer, error)
+
+func (f resolverFunc) Lookup(ctx context.Context, network, host string) ([]resolver.Answer, error) {
+	return f(ctx, network, host)
 }
