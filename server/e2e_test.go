@@ -770,6 +770,7 @@ type e2eRecord struct {
 	Dur       int64  `json:"dur"`
 	Reply     string `json:"reply"`
 	Err       string `json:"err"`
+	Outcome   string `json:"outcome"`
 }
 
 // records decodes every record logged so far.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -36,9 +37,13 @@ func malformed(format string, args ...any) error {
 	return &ReplyError{Code: proto.ReplyMalformedRequest, Err: fmt.Errorf(format, args...)}
 }
 
-// features returns the feature bits this gateway offers.
-func (s *Server) features() proto.Features {
-	return proto.FeatureResolve
+// features returns the feature bits the gateway offers this session.
+func (ss *session) features() proto.Features {
+	f := proto.FeatureResolve
+	if !ss.st.Listen.Disabled && ss.st.Listen.listenersPerUser() > 0 {
+		f |= proto.FeatureListen
+	}
+	return f
 }
 
 // frameParser returns a parser for hsReader that refuses a frame longer
@@ -146,11 +151,12 @@ func (ss *session) hello(ctx context.Context, h *hsReader, g proto.Greeting) err
 	if err := ss.writeFrame(proto.HelloAck{
 		Status:   proto.HelloOK,
 		Version:  proto.ExtVersion,
-		Features: ss.s.features(),
+		Features: ss.features(),
 		// The default limit: every frame we send fits, and a client's
 		// frames are buffered up to it.
 		MaxFrameLen: proto.DefaultMaxFrameLen,
 		SessionID:   id,
+		Options:     ss.helloOptions(),
 	}); err != nil {
 		return err
 	}
@@ -191,10 +197,20 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 	}()
 	var mu sync.Mutex
 	inflight := map[uint64]bool{}
+	var listeners []*gwListener
+	defer func() {
+		// The session ends with its control connection: its listeners
+		// and their pending callers go with it.
+		if len(listeners) > 0 {
+			ss.closeListeners(listeners)
+		}
+	}()
 	first := true
 	for {
 		if !first {
-			if d := s.idleTimeout(); d > 0 {
+			// A session that holds listeners waits for callers, however
+			// long; TCP keepalive finds a vanished client instead.
+			if d := s.idleTimeout(); d > 0 && len(listeners) == 0 {
 				ss.c.SetReadDeadline(time.Now().Add(d))
 			} else {
 				ss.c.SetReadDeadline(time.Time{})
@@ -247,19 +263,37 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 				}
 			}
 			switch req.Command {
-			case proto.CommandConnect, proto.CommandBind, proto.CommandUDPAssociate:
-				if busy > 0 {
-					err := malformed("connection-consuming request with %d control requests outstanding", busy)
+			case proto.CommandConnect, proto.CommandBind, proto.CommandUDPAssociate, proto.CommandTake:
+				if req.Command == proto.CommandTake && !ss.features().Has(proto.FeatureListen) {
+					break
+				}
+				if busy > 0 || len(listeners) > 0 {
+					err := malformed("connection-consuming request on a connection with %d control requests outstanding and %d listeners", busy, len(listeners))
 					ss.writeFrame(proto.ExtReply{ID: req.ID, Code: proto.ReplyMalformedRequest})
 					return err
 				}
 				ss.isControl = false
 				ss.reqID = req.ID
 				ss.family, _ = req.Options.Family()
+				ss.token = req.Token
 				ss.req = Request{User: ss.user, Client: ss.client, Command: req.Command, Target: req.Addr}
 				return nil
+			case proto.CommandListen:
+				if !ss.features().Has(proto.FeatureListen) {
+					break
+				}
+				had := len(listeners)
+				if err := ss.writeFrame(ss.serveListen(req, &listeners)); err != nil {
+					return err
+				}
+				if had == 0 && len(listeners) > 0 {
+					if tc, ok := ss.c.(*net.TCPConn); ok {
+						tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3})
+					}
+				}
+				continue
 			case proto.CommandResolve:
-				if !s.features().Has(proto.FeatureResolve) {
+				if !ss.features().Has(proto.FeatureResolve) {
 					break
 				}
 				if busy >= maxControlInflight {
@@ -308,8 +342,21 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 				return malformed("CLOSE: %v", err)
 			}
 			return errControlDone
+		case proto.FrameRejectOffer:
+			if !ss.features().Has(proto.FeatureListen) {
+				err := malformed("REJECT_OFFER without the LISTEN feature")
+				ss.closeWith(err)
+				return err
+			}
+			ro, err := proto.ParseRejectOffer(f.Value)
+			if err != nil {
+				err = malformed("REJECT_OFFER: %v", err)
+				ss.closeWith(err)
+				return err
+			}
+			ss.rejectOffer(ro.Token)
 		case proto.FrameHello, proto.FrameHelloAck, proto.FrameReply, proto.FrameAcceptOffer,
-			proto.FrameRoutes, proto.FrameRejectOffer, proto.FrameDatagram, proto.FrameStreamAck:
+			proto.FrameRoutes, proto.FrameDatagram, proto.FrameStreamAck:
 			// Known, but in the wrong direction or for a feature this
 			// session does not have.
 			err := malformed("unexpected %v frame", f.Type)

@@ -25,6 +25,8 @@ type Settings struct {
 	Guard Guard
 	// Limits caps sessions; see Limits for zero values.
 	Limits Limits
+	// Listen governs LISTEN (listening sockets for extension clients).
+	Listen ListenSettings
 }
 
 // A Server is a SOCKS5 gateway. Its zero value serves CONNECT, BIND and
@@ -65,6 +67,8 @@ type Server struct {
 	// DisableExtensions makes the gateway a plain SOCKS5 server: it never
 	// selects method 0xC6.
 	DisableExtensions bool
+	// ListenTCP opens the sockets of LISTEN requests. Nil means Listen.
+	ListenTCP func(ctx context.Context, network, addr string) (net.Listener, error)
 	// Logger receives lifecycle logs and one audit record per session
 	// (message "session"). Nil means slog.Default().
 	Logger *slog.Logger
@@ -87,6 +91,9 @@ type Server struct {
 	shutdown  atomic.Bool
 	sessions  sync.WaitGroup
 	idleWake  chan struct{} // closed on Shutdown/Close
+
+	listenOnce sync.Once
+	lst        *listens
 
 	defResolverOnce sync.Once
 	defResolver     Resolver

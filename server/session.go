@@ -109,6 +109,9 @@ type session struct {
 	family    proto.Family   // the request's FAMILY option
 	connected netip.AddrPort // where CONNECT got through, for the CONNECTED option
 	diag      string         // DIAGNOSTIC text for a failure REPLY
+	token     proto.Token    // TAKE's token
+	// nextListenerID numbers the control session's listeners.
+	nextListenerID uint64
 	wmu       sync.Mutex     // serializes frames on a control connection
 }
 
@@ -307,6 +310,13 @@ func (ss *session) run() error {
 	endHandshake()
 
 	switch cmd := ss.req.Command; {
+	case cmd == proto.CommandTake && ss.ext:
+		// The LISTEN that made the offer passed the policy; TAKE only
+		// joins its caller, and must be the same user's.
+		if err := ss.acquireOnce(); err != nil {
+			return ss.fail(err)
+		}
+		return ss.fail(ss.take(early))
 	case cmd == proto.CommandConnect, cmd == proto.CommandBind, cmd == proto.CommandUDPAssociate:
 	case cmd == commandTorResolve && !ss.ext:
 		return ss.fail(ss.torResolve(ctx))
@@ -316,10 +326,8 @@ func (ss *session) run() error {
 	if err := ss.checkPolicy(ctx); err != nil {
 		return ss.fail(err)
 	}
-	if !ss.counted {
-		if err := ss.acquire(); err != nil {
-			return ss.fail(err)
-		}
+	if err := ss.acquireOnce(); err != nil {
+		return ss.fail(err)
 	}
 	if s.shutdown.Load() {
 		// Shutdown drains sessions that are relaying; one still in its
@@ -336,6 +344,14 @@ func (ss *session) run() error {
 		err = ss.udpAssociate(ctx)
 	}
 	return ss.fail(err)
+}
+
+// acquireOnce is acquire unless the session holds its places already.
+func (ss *session) acquireOnce() error {
+	if ss.counted {
+		return nil
+	}
+	return ss.acquire()
 }
 
 // acquire takes the session's places in the overall, per-user and

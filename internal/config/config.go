@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -67,6 +68,8 @@ type Config struct {
 
 	// Resolver configures the gateway's DNS resolver.
 	Resolver Resolver
+	// Listeners governs LISTEN (the [listeners] section); reloadable.
+	Listeners server.ListenSettings
 
 	src *source // where the values came from, for error positions
 }
@@ -199,6 +202,17 @@ type file struct {
 	Policy    filePolicy          `toml:"policy"`
 	Rules     []fileRule          `toml:"rule"`
 	Resolver  fileResolver        `toml:"resolver"`
+	Listeners fileListen          `toml:"listeners"`
+}
+
+type fileListen struct {
+	Enabled          *bool               `toml:"enabled"`
+	OfferTimeout     string              `toml:"offer_timeout"`
+	ListenersPerUser int                 `toml:"listeners_per_user"`
+	OffersPerUser    int                 `toml:"offers_per_user"`
+	PrivilegedUsers  []string            `toml:"privileged_users"`
+	PublicAddresses  []string            `toml:"public_addresses"`
+	Reserved         map[string][]uint16 `toml:"reserved"`
 }
 
 type fileResolver struct {
@@ -330,7 +344,59 @@ func (p *parser) convert(f *file) *Config {
 		c.Rules = append(c.Rules, p.rule("rule."+strconv.Itoa(i), &f.Rules[i]))
 	}
 	c.Resolver = p.resolver(&f.Resolver)
+	c.Listeners = p.listeners(&f.Listeners)
 	return c
+}
+
+func (p *parser) listeners(f *fileListen) server.ListenSettings {
+	l := server.ListenSettings{
+		Disabled:         f.Enabled != nil && !*f.Enabled,
+		ListenersPerUser: f.ListenersPerUser,
+		OffersPerUser:    f.OffersPerUser,
+		Privileged:       f.PrivilegedUsers,
+	}
+	if f.OfferTimeout != "" {
+		d := p.duration("listeners.offer_timeout", f.OfferTimeout)
+		if d != 0 && (d < time.Second || d > time.Minute) {
+			p.errorf("listeners.offer_timeout", "%s is outside 1s to 1m", d)
+		}
+		l.OfferTimeout = d
+	}
+	if f.ListenersPerUser < 0 {
+		p.errorf("listeners.listeners_per_user", "negative limit %d (use enabled = false to turn LISTEN off)", f.ListenersPerUser)
+	}
+	if f.OffersPerUser < 0 {
+		p.errorf("listeners.offers_per_user", "negative limit %d", f.OffersPerUser)
+	}
+	for i, a := range f.PublicAddresses {
+		ip, err := netip.ParseAddr(a)
+		if err != nil || ip.Zone() != "" {
+			p.errorf("listeners.public_addresses."+strconv.Itoa(i), "bad address %q: want an IP address such as \"203.0.113.1\"", a)
+			continue
+		}
+		l.PublicAddrs = append(l.PublicAddrs, ip.Unmap())
+	}
+	owner := map[uint16]string{}
+	users := make([]string, 0, len(f.Reserved))
+	for u := range f.Reserved {
+		users = append(users, u)
+	}
+	sort.Strings(users)
+	for _, u := range users {
+		for i, port := range f.Reserved[u] {
+			path := "listeners.reserved." + u + "." + strconv.Itoa(i)
+			switch prev, dup := owner[port]; {
+			case port == 0:
+				p.errorf(path, "port 0 cannot be reserved")
+			case dup && prev != u:
+				p.errorf(path, "port %d is reserved for %q too", port, prev)
+			default:
+				owner[port] = u
+			}
+		}
+	}
+	l.Reserved = f.Reserved
+	return l
 }
 
 func (p *parser) resolver(f *fileResolver) Resolver {
@@ -474,7 +540,7 @@ func ParseLevel(s string) (slog.Level, error) {
 
 // ParseCommand parses a command name: "connect", "bind", "udp" (also
 // written "udp-associate") or "resolve" (RESOLVE, and Tor's RESOLVE from
-// plain clients).
+// plain clients) or "listen" (LISTEN; its TAKEs follow from it).
 func ParseCommand(s string) (proto.Command, error) {
 	switch s {
 	case "connect":
@@ -485,8 +551,10 @@ func ParseCommand(s string) (proto.Command, error) {
 		return proto.CommandUDPAssociate, nil
 	case "resolve":
 		return proto.CommandResolve, nil
+	case "listen":
+		return proto.CommandListen, nil
 	}
-	return 0, fmt.Errorf("unknown command %q: want \"connect\", \"bind\", \"udp\" or \"resolve\"", s)
+	return 0, fmt.Errorf("unknown command %q: want \"connect\", \"bind\", \"udp\", \"resolve\" or \"listen\"", s)
 }
 
 // ParsePrefix parses a network in CIDR notation, or a single address,

@@ -50,10 +50,21 @@ func (c *Config) Settings() (server.Settings, error) {
 			Ports:    slices.Clone(r.Ports),
 		}
 	}
+	ls := c.Listeners
+	ls.Privileged = slices.Clone(ls.Privileged)
+	ls.PublicAddrs = slices.Clone(ls.PublicAddrs)
+	if ls.Reserved != nil {
+		res := make(map[string][]uint16, len(ls.Reserved))
+		for u, ports := range ls.Reserved {
+			res[u] = slices.Clone(ports)
+		}
+		ls.Reserved = res
+	}
 	st := server.Settings{
 		Policy: &server.Rules{Rules: rules, Groups: groups, Default: c.Default},
 		Guard:  c.Guard,
 		Limits: c.Limits,
+		Listen: ls,
 	}
 	if auth != nil { // not a typed nil in the interface
 		st.Auth = auth
