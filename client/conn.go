@@ -8,11 +8,13 @@ import (
 	"github.com/socks6/socks6/proto"
 )
 
-// A Conn is a connection through the gateway, as DialContext returns it.
-// After the handshake it carries the stream's bytes unchanged, so reads,
-// writes, deadlines and Close go straight to the embedded connection to
-// the gateway (a *net.TCPConn unless ProxyDial returned something else).
-// LocalAddr and RemoteAddr are the ends of that connection; BoundAddr
+// A Conn is a connection through the gateway, as DialContext and
+// Listener.Accept return it. After the handshake it carries the stream's
+// bytes unchanged, so reads, writes, deadlines and Close go straight to
+// the embedded connection to the gateway (a *net.TCPConn unless ProxyDial
+// returned something else). LocalAddr is this end of that connection.
+// RemoteAddr is the gateway's end for a dialled Conn, and the caller's
+// address, as the gateway saw it, for one a Listener accepted. BoundAddr
 // and Connected describe the gateway's connection to the target.
 type Conn struct {
 	net.Conn
@@ -21,11 +23,22 @@ type Conn struct {
 	connected    netip.AddrPort
 	hasConnected bool
 	ext          bool
+	remote       net.Addr // the caller of a taken Conn; nil otherwise
+}
+
+// RemoteAddr returns the caller's address (a *net.TCPAddr) for a Conn
+// that a Listener accepted, and the gateway's address otherwise.
+func (c *Conn) RemoteAddr() net.Addr {
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.Conn.RemoteAddr()
 }
 
 // BoundAddr returns the gateway's address for its connection to the
 // target: BND.ADDR and BND.PORT of the RFC 1928 reply, or the Address of
-// the REPLY frame.
+// the REPLY frame (for a Conn a Listener accepted, the REPLY to TAKE,
+// which carries the caller's address).
 func (c *Conn) BoundAddr() proto.Addr { return c.bound }
 
 // Connected returns the address and port the gateway connected to, from
@@ -44,5 +57,5 @@ func (c *Conn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
-	return &net.OpError{Op: "close", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errors.ErrUnsupported}
+	return &net.OpError{Op: "close", Net: "tcp", Source: c.LocalAddr(), Addr: c.Conn.RemoteAddr(), Err: errors.ErrUnsupported}
 }

@@ -222,58 +222,71 @@ func connectPlain(c net.Conn, target proto.Addr, address string) (*Conn, error) 
 // bytes and no more frames (draft-socks6-extensions-00, "Connection
 // Roles").
 func connectExt(c net.Conn, ack proto.HelloAck, target proto.Addr, family proto.Family, address string) (*Conn, error) {
-	const id = 1
-	req := proto.ExtRequest{ID: id, Command: proto.CommandConnect, Addr: target}
+	req := proto.ExtRequest{Command: proto.CommandConnect, Addr: target}
 	if family != 0 {
 		req.Options = proto.Options{proto.FamilyOption(family)}
 	}
-	limit := int(ack.MaxFrameLen)
-	b, err := encodeFrame(req, limit)
+	rep, err := exchange(c, ack, req)
 	if err != nil {
 		return nil, err
 	}
+	if rep.Code != proto.ReplySucceeded {
+		diag, _ := rep.Options.Diagnostic()
+		return nil, &ReplyError{Command: proto.CommandConnect, Target: address, Code: rep.Code, Diagnostic: diag}
+	}
+	conn := &Conn{Conn: c, bound: rep.Addr, ext: true}
+	if a, ok := rep.Options.Connected(); ok {
+		conn.connected, conn.hasConnected = a.AddrPort()
+	}
+	return conn, nil
+}
+
+// exchange sends req, a connection-consuming request (CONNECT, TAKE),
+// with Request ID 1 and reads frames until its REPLY, which it returns
+// whatever its code. The REQUEST is the last frame the client sends on
+// c: a successful REPLY makes c a data connection.
+func exchange(c net.Conn, ack proto.HelloAck, req proto.ExtRequest) (proto.ExtReply, error) {
+	const id = 1
+	req.ID = id
+	limit := int(ack.MaxFrameLen)
+	b, err := encodeFrame(req, limit)
+	if err != nil {
+		return proto.ExtReply{}, err
+	}
 	if _, err := c.Write(b); err != nil {
-		return nil, fmt.Errorf("socks: writing REQUEST: %w", err)
+		return proto.ExtReply{}, fmt.Errorf("socks: writing REQUEST: %w", err)
 	}
 	for {
 		f, err := readFrame(c, limit)
 		if err != nil {
-			return nil, err
+			return proto.ExtReply{}, err
 		}
 		switch f.Type {
 		case proto.FrameReply:
 			rid, _, err := proto.ParseVarint(f.Value)
 			if err != nil {
-				return nil, malformed("REPLY", err)
+				return proto.ExtReply{}, malformed("REPLY", err)
 			}
 			if rid != id {
-				return nil, malformed("REPLY", fmt.Errorf("request ID %d, want %d: %w", rid, id, proto.ErrMalformed))
+				return proto.ExtReply{}, malformed("REPLY", fmt.Errorf("request ID %d, want %d: %w", rid, id, proto.ErrMalformed))
 			}
-			rep, err := proto.ParseExtReply(f.Value, proto.CommandConnect)
+			rep, err := proto.ParseExtReply(f.Value, req.Command)
 			if err != nil {
-				return nil, malformed("REPLY", err)
+				return proto.ExtReply{}, malformed("REPLY", err)
 			}
-			diag, _ := rep.Options.Diagnostic()
-			if rep.Code != proto.ReplySucceeded {
-				return nil, &ReplyError{Command: proto.CommandConnect, Target: address, Code: rep.Code, Diagnostic: diag}
-			}
-			conn := &Conn{Conn: c, bound: rep.Addr, ext: true}
-			if a, ok := rep.Options.Connected(); ok {
-				conn.connected, conn.hasConnected = a.AddrPort()
-			}
-			return conn, nil
+			return rep, nil
 		case proto.FrameClose:
-			return nil, closeError(f)
+			return proto.ExtReply{}, closeError(f)
 		case proto.FramePing, proto.FramePong, proto.FrameRoutes:
-			// A PING is not answered here: the REQUEST for CONNECT is the
-			// last frame the client may send on this connection, and
-			// bytes after it are the stream's.
+			// A PING is not answered here: the REQUEST is the last frame
+			// the client may send on this connection, and bytes after it
+			// are the stream's.
 			if err := checkFrame(f); err != nil {
-				return nil, err
+				return proto.ExtReply{}, err
 			}
 		default:
 			if f.Type <= lastKnownFrame {
-				return nil, wrongFrame(f, "before the REPLY to CONNECT")
+				return proto.ExtReply{}, wrongFrame(f, "before the REPLY to "+strings.ToUpper(req.Command.String()))
 			}
 			// Unknown types, GREASE included, are skipped
 			// (draft-socks6-extensions-00, "Extensibility and GREASE").

@@ -17,8 +17,17 @@
 //
 // A [Session] is a control connection with the extensions negotiated.
 // It carries control requests, several at a time: [Session.Resolve]
-// (RESOLVE) now, listeners and UDP later. [Dialer.Resolve] opens a
-// session for one lookup.
+// (RESOLVE) and [Session.Listen] (LISTEN) now, UDP later.
+// [Dialer.Resolve] opens a session for one lookup.
+//
+// A [Listener] is a listening socket at the gateway ("Listening"):
+// [Dialer.Listen] opens one on a session of its own, [Session.Listen]
+// on an existing session. It implements net.Listener. The gateway
+// offers each caller on the session (ACCEPT_OFFER); the Listener takes
+// it in the background on a new connection to the gateway (TAKE, with
+// the same credentials), or refuses it (REJECT_OFFER) when its Filter
+// says so or too many taken callers wait for Accept. Tokens are never
+// logged or printed.
 //
 // *Dialer implements the Dialer and ContextDialer interfaces of
 // golang.org/x/net/proxy, and the package registers the "socks6" URL
@@ -31,12 +40,12 @@
 // a framed connection is answered with CLOSE 0xEB before the connection
 // is closed ("Error Handling").
 //
-// Not implemented yet: BIND, UDP ASSOCIATE, LISTEN, in-stream UDP, TLS
-// and ALPN, routes, resumption and discovery; optimistic data after
-// CONNECT; idle keepalive PINGs.
+// Not implemented yet: BIND, UDP ASSOCIATE, in-stream UDP, TLS and ALPN
+// (so no PROOF on TAKE), routes, resumption and discovery; optimistic
+// data after CONNECT; idle keepalive PINGs.
 //
-// A Dialer, a Conn and a Session are safe for concurrent use as their
-// documentation says. Contexts bound handshakes and single requests,
+// A Dialer, a Conn, a Session and a Listener are safe for concurrent use
+// as their documentation says. Contexts bound handshakes and single requests,
 // never the life of a connection or session; the caller closes what it
 // gets.
 package client

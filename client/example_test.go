@@ -111,3 +111,49 @@ func ExampleFromURL() {
 	fmt.Println(d.(*client.Dialer).ProxyAddress, d.(*client.Dialer).Extensions)
 	// Output: 127.0.0.1:1080 require
 }
+
+// This example opens a listening socket at a gateway on loopback, lets a
+// caller connect to it, and accepts the caller through the gateway.
+func ExampleDialer_Listen() {
+	gw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &server.Server{
+		Settings: server.Settings{Guard: server.Guard{AllowLoopback: true}},
+		Logger:   slog.New(slog.DiscardHandler),
+	}
+	go srv.Serve(gw)
+	defer srv.Close()
+
+	d := &client.Dialer{ProxyAddress: gw.Addr().String()}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := d.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+
+	// A caller connects to the address the gateway listens on.
+	go func() {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Fprint(c, "hello from the caller")
+		c.Close()
+	}()
+
+	c, err := l.AcceptContext(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	b, err := io.ReadAll(c)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s\n", b)
+	// Output: hello from the caller
+}

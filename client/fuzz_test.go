@@ -105,3 +105,140 @@ func FuzzClientHandshake(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSessionFrames feeds arbitrary frames to a session that holds a
+// listener, and arbitrary bytes to the connections that take its
+// offers, over net.Pipe. data is a mode byte, a 2-byte length n, n bytes
+// for the control connection (after HELLO_ACK and the REPLY to LISTEN
+// with Listener ID 1, unless mode bit 2 leaves the REPLY to the fuzzer
+// too), and the bytes each take connection gets. Mode bit 0 rejects
+// every offer with Filter; bit 1 listens with Session.Listen rather than
+// Dialer.Listen. The client must not panic, hang, or leak goroutines.
+func FuzzSessionFrames(f *testing.F) {
+	enc := func(ms ...proto.Message) []byte {
+		var b []byte
+		for _, m := range ms {
+			b, _ = proto.AppendFrame(b, m)
+		}
+		return b
+	}
+	caller := proto.Addr{IP: ip4, Port: 40000}
+	offer := proto.AcceptOffer{ListenerID: 1, Token: proto.Token{1}, Caller: caller, ExpiresMillis: 10000}
+	take := append([]byte{proto.Version5, byte(proto.MethodExtensions)},
+		enc(proto.HelloAck{Features: proto.FeatureListen, SessionID: proto.SessionID{2}},
+			proto.ExtReply{ID: 1, Command: proto.CommandTake, Addr: caller})...)
+	take = append(take, "caller's bytes"...)
+	listenRep := enc(proto.ExtReply{ID: 1, Command: proto.CommandListen, ListenerID: 1, Addr: proto.Addr{IP: ip4, Port: 8080}})
+	cat := func(mode byte, ctl, take []byte) []byte {
+		b := []byte{mode, byte(len(ctl) >> 8), byte(len(ctl))}
+		b = append(b, ctl...)
+		return append(b, take...)
+	}
+	f.Add(cat(0, enc(offer), take))
+	f.Add(cat(1, enc(offer, proto.Ping{Opaque: [8]byte{1}}), take))
+	f.Add(cat(2, enc(offer, offer), take))
+	f.Add(cat(0, enc(proto.AcceptOffer{ListenerID: 2, Caller: caller}), take))
+	f.Add(cat(0, enc(proto.AcceptOffer{ListenerID: 1, Caller: caller}), take))
+	f.Add(cat(0, enc(offer, proto.Close{Reason: proto.ReplyGeneralFailure}), []byte{5, 0xC6}))
+	f.Add(cat(4, append(listenRep, enc(offer)...), take))
+	f.Add(cat(6, enc(proto.ExtReply{ID: 1, Code: proto.ReplyPortUnavailable, Command: proto.CommandListen}), nil))
+	f.Add(cat(0, []byte{0x05, 0x03, 0x01, 0x00}, take))
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) < 3 {
+			return
+		}
+		mode := data[0]
+		n := min(int(data[1])<<8|int(data[2]), len(data)-3)
+		ctlBytes, takeBytes := data[3:3+n], data[3+n:]
+
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		// gateway plays the control connection: a correct handshake and
+		// LISTEN, then the fuzzer's bytes, then EOF.
+		gateway := func(srv net.Conn) {
+			defer srv.Close()
+			srv.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := proto.ReadGreeting(srv); err != nil {
+				return
+			}
+			srv.Write([]byte{proto.Version5, byte(proto.MethodExtensions)})
+			if _, err := proto.ReadFrame(srv, nil); err != nil {
+				return
+			}
+			proto.WriteFrame(srv, proto.HelloAck{Features: proto.FeatureListen | proto.FeatureResolve, MaxFrameLen: 4096, SessionID: proto.SessionID{1}})
+			rf, err := proto.ReadFrame(srv, nil)
+			if err != nil {
+				return
+			}
+			wg.Go(func() { io.Copy(io.Discard, srv) })
+			if mode&4 == 0 {
+				id, _, _ := proto.ParseVarint(rf.Value)
+				proto.WriteFrame(srv, proto.ExtReply{ID: id, Command: proto.CommandListen, ListenerID: 1, Addr: proto.Addr{IP: ip4, Port: 8080}})
+			}
+			srv.Write(ctlBytes)
+		}
+		// taker plays a connection that takes an offer: the fuzzer's
+		// bytes, then EOF.
+		taker := func(srv net.Conn) {
+			defer srv.Close()
+			srv.SetDeadline(time.Now().Add(10 * time.Second))
+			wg.Go(func() { io.Copy(io.Discard, srv) })
+			srv.Write(takeBytes)
+		}
+		var dials sync.Mutex
+		first := true
+		d := &client.Dialer{
+			ProxyAddress: "gateway.test:1080",
+			Timeout:      5 * time.Second,
+			ProxyDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				cli, srv := net.Pipe()
+				dials.Lock()
+				ctl := first
+				first = false
+				dials.Unlock()
+				if ctl {
+					wg.Go(func() { gateway(srv) })
+				} else {
+					wg.Go(func() { taker(srv) })
+				}
+				return cli, nil
+			},
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var lc client.ListenConfig
+		if mode&1 != 0 {
+			lc.Filter = func(client.Offer) bool { return false }
+		}
+		var l *client.Listener
+		var err error
+		if mode&2 != 0 {
+			var s *client.Session
+			s, err = d.OpenSession(ctx)
+			if err != nil {
+				t.Fatalf("open session: %v", err)
+			}
+			defer s.Close()
+			l, err = s.Listen(ctx, "tcp", "127.0.0.1:0", lc)
+		} else {
+			l, err = d.ListenConfig(ctx, "tcp", "127.0.0.1:0", lc)
+		}
+		if err == nil {
+			for {
+				c, aerr := l.AcceptContext(ctx)
+				if aerr != nil {
+					err = aerr
+					break
+				}
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				io.Copy(io.Discard, c)
+				c.Close()
+			}
+			l.Close()
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("the client hung until its deadline on gateway bytes %x / %x", ctlBytes, takeBytes)
+		}
+	})
+}

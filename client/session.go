@@ -25,37 +25,44 @@ var errSessionClosed = fmt.Errorf("socks: session closed: %w", net.ErrClosed)
 
 // A Session is a control connection with the extensions negotiated: the
 // gateway selected method 0xC6 and answered HELLO with status ok. Control
-// requests (RESOLVE now; LISTEN and UDP later) travel on it, several at
+// requests (RESOLVE and LISTEN now; UDP later) travel on it, several at
 // a time, each with its own Request ID.
 //
 // A reader goroutine owns the receiving side. It hands each REPLY to the
-// request with its Request ID, answers PING with PONG, skips frames of
-// unknown types, and, on a malformed frame, sends CLOSE 0xEB and closes
-// the connection (draft-socks6-extensions-00, "Error Handling"). When
-// the connection ends, for whatever reason, every outstanding request
-// fails with the reason, which Err also returns.
+// request with its Request ID, hands each ACCEPT_OFFER to the listener
+// with its Listener ID, answers PING with PONG, skips frames of unknown
+// types, and, on a malformed frame, sends CLOSE 0xEB and closes the
+// connection (draft-socks6-extensions-00, "Error Handling"). When the
+// connection ends, for whatever reason, every outstanding request fails
+// with the reason, which Err also returns, and the session's listeners
+// stop (draft-socks6-extensions-00, "Lifetime of Listeners").
 //
 // The methods of a Session are safe for concurrent use. The caller must
-// call Close when done; until then the session holds the connection and
-// the reader goroutine.
+// call Close when done; until then the session holds the connection, the
+// reader goroutine and the session's listeners.
 type Session struct {
 	c       net.Conn
 	gateway string        // for error messages
 	family  proto.Family  // FAMILY option of requests; 0 for none
 	timeout time.Duration // bounds writes whose ctx has no deadline
 	ack     proto.HelloAck
-	limit   int // Max Frame Length, both ways
+	limit   int    // Max Frame Length, both ways
+	taker   Dialer // opens the connections that TAKE offered callers
 
 	wmu       sync.Mutex // held while a frame is written
 	closeSent bool       // CLOSE was written: nothing more may be (wmu)
 	writeErr  error      // a write failed, the stream is broken (wmu)
 
-	mu      sync.Mutex
-	nextID  uint64
-	calls   map[uint64]*call
-	pings   map[[8]byte]chan struct{}
-	closing bool  // Close was called
-	err     error // why the session ended; set once, before done closes
+	mu     sync.Mutex
+	nextID uint64
+	calls  map[uint64]*call
+	pings  map[[8]byte]chan struct{}
+	// listeners holds every listener the gateway granted, by Listener
+	// ID, including closed and abandoned ones, whose offers are
+	// rejected: the protocol cannot close a single listener.
+	listeners map[uint64]*Listener
+	closing   bool  // Close was called
+	err       error // why the session ended; set once, before done closes
 
 	done chan struct{} // closed when the reader has ended and c is closed
 }
@@ -64,6 +71,10 @@ type Session struct {
 type call struct {
 	cmd proto.Command
 	ch  chan callResult // buffered: the reader never blocks on it
+	// ln is the listener a LISTEN creates. The reader registers it when
+	// the REPLY arrives, before it reads the next frame, which may be an
+	// offer for it.
+	ln *Listener
 }
 
 type callResult struct {
@@ -102,16 +113,23 @@ func (d *Dialer) OpenSession(ctx context.Context) (*Session, error) {
 		return nil, d.opError("session", "tcp", "", err)
 	}
 	s := &Session{
-		c:       c,
-		gateway: d.ProxyAddress,
-		family:  d.Family,
-		timeout: d.timeout(),
-		ack:     neg.ack,
-		limit:   int(neg.ack.MaxFrameLen),
-		calls:   make(map[uint64]*call),
-		pings:   make(map[[8]byte]chan struct{}),
-		done:    make(chan struct{}),
+		c:         c,
+		gateway:   d.ProxyAddress,
+		family:    d.Family,
+		timeout:   d.timeout(),
+		ack:       neg.ack,
+		limit:     int(neg.ack.MaxFrameLen),
+		taker:     *d,
+		calls:     make(map[uint64]*call),
+		pings:     make(map[[8]byte]chan struct{}),
+		listeners: make(map[uint64]*Listener),
+		done:      make(chan struct{}),
 	}
+	// The gateway has just negotiated the extensions with these
+	// credentials: the connections that take offered callers insist on
+	// them (no fallback, draft-socks6-extensions-00 "Downgrade
+	// Protection").
+	s.taker.Extensions = ExtRequire
 	go s.readLoop()
 	return s, nil
 }
@@ -141,6 +159,14 @@ func (s *Session) ID() proto.SessionID { return s.ack.SessionID }
 // Limits returns the LIMITS option of HELLO_ACK; ok is false if the
 // gateway sent none.
 func (s *Session) Limits() (l proto.Limits, ok bool) { return s.ack.Options.Limits() }
+
+// ReservedPorts returns the listening ports the gateway reserves for this
+// session's user, from HELLO_ACK's RESERVED_PORTS option; nil if there
+// is none.
+func (s *Session) ReservedPorts() []uint16 {
+	p, _ := s.ack.Options.ReservedPorts()
+	return p
+}
 
 // MaxFrameLen returns the Max Frame Length of HELLO_ACK: the longest
 // frame value, DATAGRAM aside, that either side may send.
@@ -186,7 +212,7 @@ func (s *Session) Resolve(ctx context.Context, host string) ([]proto.ResolveAnsw
 	if s.family != 0 {
 		req.Options = proto.Options{proto.FamilyOption(s.family)}
 	}
-	rep, err := s.roundTrip(ctx, req)
+	rep, err := s.roundTrip(ctx, req, nil)
 	if err != nil {
 		return nil, s.opError("resolve", host, err)
 	}
@@ -248,7 +274,10 @@ func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
 
 // Close ends the session: it sends CLOSE with reason 0x00, closes the
 // connection and waits for the reader goroutine to end. Outstanding
-// requests fail. Closing a session that has already ended (the gateway
+// requests fail. The session's listeners close too: the gateway closes
+// them with the session, and Close closes the connections they took that
+// Accept has not returned; connections already accepted are independent
+// and stay open. Closing a session that has already ended (the gateway
 // closed it) frees it and returns nil; so does a second Close.
 func (s *Session) Close() error {
 	s.mu.Lock()
@@ -264,6 +293,15 @@ func (s *Session) Close() error {
 		err = cerr
 	}
 	<-s.done
+	s.mu.Lock()
+	lns := make([]*Listener, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		lns = append(lns, l)
+	}
+	s.mu.Unlock()
+	for _, l := range lns {
+		l.shutdown(false)
+	}
 	if err != nil {
 		return s.opError("close", "", err)
 	}
@@ -280,8 +318,10 @@ func (s *Session) endErrLocked() error {
 }
 
 // roundTrip sends req with a fresh Request ID and waits for its REPLY.
-func (s *Session) roundTrip(ctx context.Context, req proto.ExtRequest) (proto.ExtReply, error) {
-	cl := &call{cmd: req.Command, ch: make(chan callResult, 1)}
+// For LISTEN, ln is the listener that a successful REPLY registers;
+// otherwise nil.
+func (s *Session) roundTrip(ctx context.Context, req proto.ExtRequest, ln *Listener) (proto.ExtReply, error) {
+	cl := &call{cmd: req.Command, ch: make(chan callResult, 1), ln: ln}
 	s.mu.Lock()
 	if s.err != nil || s.closing {
 		err := s.endErrLocked()
@@ -326,6 +366,17 @@ func (s *Session) write(ctx context.Context, m proto.Message) error {
 		return ctxErr(ctx, err)
 	}
 	return nil
+}
+
+// writeAsync sends m as one frame from a goroutine that no context
+// bounds (the reader, a listener's takes). A failure ends the session,
+// which reports it; the caller has nothing more to do about it.
+func (s *Session) writeAsync(m proto.Message) error {
+	b, err := encodeFrame(m, s.limit)
+	if err != nil {
+		return err
+	}
+	return s.writeFrame(b, s.writeDeadline(), false)
 }
 
 // writeDeadline is the deadline of a write that no context bounds.
@@ -390,11 +441,7 @@ func (s *Session) handle(f proto.Frame) error {
 		if err != nil {
 			return malformed("PING", err)
 		}
-		b, err := encodeFrame(proto.Pong(p), s.limit)
-		if err != nil {
-			return err
-		}
-		return s.writeFrame(b, s.writeDeadline(), false)
+		return s.writeAsync(proto.Pong(p))
 	case proto.FramePong:
 		p, err := proto.ParsePong(f.Value)
 		if err != nil {
@@ -414,10 +461,12 @@ func (s *Session) handle(f proto.Frame) error {
 		// Route advertisement is not used yet; a well-formed ROUTES is
 		// skipped.
 		return checkFrame(f)
-	case proto.FrameAcceptOffer, proto.FrameDatagram, proto.FrameStreamAck:
-		// These need a listener, a UDP association or a resumable
-		// stream, none of which this session holds.
-		return wrongFrame(f, "on a session without listeners, associations or resumable streams")
+	case proto.FrameAcceptOffer:
+		return s.handleOffer(f)
+	case proto.FrameDatagram, proto.FrameStreamAck:
+		// These need a UDP association or a resumable stream, neither
+		// of which this session holds.
+		return wrongFrame(f, "on a session without associations or resumable streams")
 	}
 	if f.Type <= lastKnownFrame {
 		// HELLO, REQUEST, REJECT_OFFER travel the other way; a second
@@ -441,6 +490,9 @@ func (s *Session) handleReply(f proto.Frame) error {
 		return malformed("REPLY", fmt.Errorf("request ID %d is not outstanding: %w", id, proto.ErrMalformed))
 	}
 	rep, err := proto.ParseExtReply(f.Value, cl.cmd)
+	if err == nil && cl.ln != nil && rep.Code == proto.ReplySucceeded {
+		err = s.addListener(cl.ln, rep)
+	}
 	if err != nil {
 		err = malformed("REPLY", err)
 		cl.ch <- callResult{err: err}
@@ -448,6 +500,45 @@ func (s *Session) handleReply(f proto.Frame) error {
 	}
 	cl.ch <- callResult{rep: rep}
 	return nil
+}
+
+// addListener registers the listener that a successful REPLY to LISTEN
+// created, so that offers for it, which may follow at once, find it.
+func (s *Session) addListener(l *Listener, rep proto.ExtReply) error {
+	if rep.Addr.FQDN != "" {
+		return fmt.Errorf("LISTEN bound to a domain name: %w", proto.ErrMalformed)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.listeners[rep.ListenerID]; dup {
+		return fmt.Errorf("listener ID %d is already in use: %w", rep.ListenerID, proto.ErrMalformed)
+	}
+	l.granted(rep)
+	s.listeners[rep.ListenerID] = l
+	return nil
+}
+
+// handleOffer hands an ACCEPT_OFFER to its listener, or rejects it at
+// once if the listener takes no more offers. An offer for a listener the
+// gateway never granted is malformed.
+func (s *Session) handleOffer(f proto.Frame) error {
+	o, err := proto.ParseAcceptOffer(f.Value)
+	if err != nil {
+		return malformed("ACCEPT_OFFER", err)
+	}
+	if o.Caller.FQDN != "" {
+		return malformed("ACCEPT_OFFER", fmt.Errorf("caller address is a domain name: %w", proto.ErrMalformed))
+	}
+	s.mu.Lock()
+	l := s.listeners[o.ListenerID]
+	s.mu.Unlock()
+	if l == nil {
+		return malformed("ACCEPT_OFFER", fmt.Errorf("listener ID %d is unknown: %w", o.ListenerID, proto.ErrMalformed))
+	}
+	if l.enqueue(o, time.Now()) {
+		return nil
+	}
+	return s.writeAsync(proto.RejectOffer{Token: o.Token})
 }
 
 // end runs once, when the reader stops: it answers a protocol error with
@@ -482,9 +573,16 @@ func (s *Session) end(err error) {
 	s.err = err
 	calls := s.calls
 	s.calls = nil
+	lns := make([]*Listener, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		lns = append(lns, l)
+	}
 	s.mu.Unlock()
 	for _, cl := range calls {
 		cl.ch <- callResult{err: err}
+	}
+	for _, l := range lns {
+		l.sessionEnded(err)
 	}
 	close(s.done)
 }
