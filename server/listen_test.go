@@ -396,3 +396,41 @@ func TestListenManyCallers(t *testing.T) {
 	ctl.Close()
 	e2eSessionsDrop(t, s, 0)
 }
+
+// TestListenOfferLimitAndClose: callers beyond the user's pending-offer
+// limit are reset at once; closing the control connection resets the
+// callers still waiting.
+func TestListenOfferLimitAndClose(t *testing.T) {
+	e2eCheckLeaks(t)
+	s, gw, _ := listenGateway(t, server.ListenSettings{OffersPerUser: 2})
+	ctl, _ := extHello(t, gw, "alice", "wonderland")
+	r := listenReq(t, ctl, 1, "127.0.0.1:0", false)
+	pub := net.JoinHostPort(r.Addr.IP.String(), fmt.Sprint(r.Addr.Port))
+	var callers []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		callers = append(callers, c)
+		readOffer(t, ctl)
+	}
+	third, err := net.Dial("tcp", pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	third.SetReadDeadline(time.Now().Add(e2eWait))
+	if _, err := third.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+		t.Fatalf("third caller over the limit of 2: %v, want reset", err)
+	}
+	ctl.Close()
+	for i, c := range callers {
+		c.SetReadDeadline(time.Now().Add(e2eWait))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+			t.Errorf("pending caller %d after the control connection closed: %v, want reset", i, err)
+		}
+	}
+	e2eSessionsDrop(t, s, 0)
+}
