@@ -1,0 +1,406 @@
+package main_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestLab checks the harness itself, without socksify: the sink sees a
+// program that is not wrapped (its DNS query), and the gateway serves a
+// proxy-aware client by name.
+func TestLab(t *testing.T) {
+	t.Parallel()
+	curl := needTool(t, "curl", "curl")
+	l := newLab(t)
+
+	p := l.plain(curl, "-sS", "--max-time", "5", l.url("example.test", l.httpPort, "/"))
+	if p.code == 0 {
+		t.Errorf("curl without socksify reached example.test: %s", p.stdout.String())
+	}
+	leaks := l.leaksSinceLast()
+	if len(leaks) == 0 {
+		t.Errorf("the sink saw nothing of an unwrapped curl; a leak would go unnoticed")
+	}
+	t.Logf("unwrapped curl, as the sink saw it:\n  %s", strings.Join(leaks, "\n  "))
+	// Connections to addresses (a fake IPv4 one, an IPv6 one) reach it too.
+	for _, host := range []string{"198.18.0.1", "[fd00:5eed::1]"} {
+		l.plain(curl, "-sS", "-g", "--max-time", "0.5", "http://"+host+":80/")
+		leaks := l.leaksSinceLast()
+		if len(leaks) == 0 {
+			t.Errorf("the sink saw nothing of an unwrapped curl to %s", host)
+		}
+		t.Logf("unwrapped curl to %s, as the sink saw it:\n  %s", host, strings.Join(leaks, "\n  "))
+	}
+
+	p = l.plain(curl, "-sS", "--max-time", "5", "--socks5-hostname", l.gw.addr, l.url("example.test", l.httpPort, "/"))
+	expectExit(t, p, 0)
+	expectContains(t, "curl --socks5-hostname", p.stdout.String(), wantBody(l.target("example.test", l.httpPort), "/"))
+	l.waitSession(l.target("example.test", l.httpPort))
+	l.checkNoLeak("curl --socks5-hostname")
+}
+
+func TestCurl(t *testing.T) {
+	t.Parallel()
+	needSocksify(t)
+	curl := needTool(t, "curl", "curl")
+	l := newLab(t)
+
+	t.Run("by_name", func(t *testing.T) {
+		target := l.target("example.test", l.httpPort)
+		p := l.socksify(curl, "-sS", "--max-time", "10", l.url("example.test", l.httpPort, "/"))
+		expectExit(t, p, 0)
+		expectContains(t, "curl", p.stdout.String(), wantBody(target, "/"))
+		l.waitSession(target) // the gateway got the name, not an address
+		// -v: one line per redirected connection, naming it.
+		expectContains(t, "socksify -v", p.stderr.String(), "example.test")
+	})
+	t.Run("ipv6_literal", func(t *testing.T) {
+		target := l.target(literalV6, l.httpPort)
+		p := l.socksify(curl, "-sS", "-g", "--max-time", "10", l.url(literalV6, l.httpPort, "/v6"))
+		expectExit(t, p, 0)
+		expectContains(t, "curl", p.stdout.String(), wantBody(target, "/v6"))
+		l.waitSession(target)
+	})
+	// Loopback and -direct ranges are reached without the gateway.
+	t.Run("loopback_direct", func(t *testing.T) {
+		p := l.socksify(curl, "-sS", "--max-time", "10", l.url("127.0.0.1", l.httpPort, "/lo"))
+		expectExit(t, p, 0)
+		expectContains(t, "curl", p.stdout.String(), wantBody(l.target("127.0.0.1", l.httpPort), "/lo"))
+		l.expectNoSession(l.target("127.0.0.1", l.httpPort))
+	})
+	t.Run("direct_flag", func(t *testing.T) {
+		target := l.target(literalV6, l.httpPort)
+		before := len(l.gw.sessions(target))
+		p := l.start(runOpts{}, socksifyBin, "-proxy", l.gw.addr, "-direct", literalV6+"/128", "--",
+			curl, "-sS", "-g", "--max-time", "10", l.url(literalV6, l.httpPort, "/direct")).wait()
+		l.checkNoLeak(p.desc)
+		expectExit(t, p, 0)
+		expectContains(t, "curl", p.stdout.String(), wantBody(target, "/direct"))
+		time.Sleep(300 * time.Millisecond)
+		if n := len(l.gw.sessions(target)) - before; n != 0 {
+			t.Errorf("the gateway logged %d sessions to %s, a -direct address", n, target)
+		}
+	})
+	t.Run("closed_port", func(t *testing.T) {
+		p := l.socksify(curl, "-sS", "--max-time", "10", l.url("example.test", l.closedPort, "/"))
+		expectExit(t, p, 7)
+		if r := l.waitSession(l.target("example.test", l.closedPort)); r != nil && r["reply"] != "connection refused" {
+			t.Errorf("gateway reply %v, want connection refused", r["reply"])
+		}
+	})
+}
+
+func TestPython(t *testing.T) {
+	t.Parallel()
+	needSocksify(t)
+	py := needPython(t)
+	script := filepath.Join(testdataDir, "pyclient.py")
+	l := newLab(t)
+
+	t.Run("urllib_getpeername", func(t *testing.T) {
+		p := l.socksify(py, script, "http", "example.test", strconv.Itoa(l.httpPort))
+		expectExit(t, p, 0)
+		out := p.stdout.String()
+		expectContains(t, "python", out, "python urllib: "+wantBody(l.target("example.test", l.httpPort), "/py"))
+		ga := regexp.MustCompile(`python getaddrinfo: (\S+)`).FindStringSubmatch(out)
+		if ga == nil || !isFake(ga[1]) {
+			t.Fatalf("getaddrinfo did not return a fake address (%s): %v", fakeV4Net, ga)
+		}
+		expectContains(t, "python getpeername == the fake address", out,
+			"python getpeername: ('"+ga[1]+"', "+strconv.Itoa(l.httpPort)+")")
+		l.waitSession(l.target("example.test", l.httpPort))
+	})
+	t.Run("refused", func(t *testing.T) {
+		p := l.socksify(py, script, "refused", "example.test", strconv.Itoa(l.closedPort))
+		expectExit(t, p, 0)
+		expectContains(t, "python", p.stdout.String(), "python refused: ConnectionRefusedError")
+	})
+	t.Run("udp", func(t *testing.T) {
+		needUDP(t)
+		p := l.socksify(py, script, "udp", "udp.test", strconv.Itoa(l.udpPort), "ping-from-python")
+		expectExit(t, p, 0)
+		out := p.stdout.String()
+		expectContains(t, "python udp", out, "python udp: b'echo:ping-from-python' from ('")
+		// recvfrom reports the address the program sent to.
+		m := regexp.MustCompile(`from \('([^']+)', (\d+)\)\s+python udp resolved: (\S+)`).FindStringSubmatch(out)
+		if m == nil || m[1] != m[3] || m[2] != strconv.Itoa(l.udpPort) || !isFake(m[3]) {
+			t.Errorf("recvfrom source %v, want the fake address of udp.test and port %d", m, l.udpPort)
+		}
+	})
+}
+
+func TestStaticGo(t *testing.T) {
+	t.Parallel()
+	needSocksify(t)
+	l := newLab(t)
+
+	t.Run("http_by_name", func(t *testing.T) {
+		target := l.target("example.test", l.httpPort)
+		p := l.socksify(goclientBin, "http", l.url("example.test", l.httpPort, "/go"))
+		expectExit(t, p, 0)
+		expectContains(t, "goclient", p.stdout.String(), "go-static got: "+wantBody(target, "/go"))
+		l.waitSession(target)
+	})
+	t.Run("http_six", func(t *testing.T) { // a name the gateway reaches over IPv6 only
+		target := l.target("six.test", l.httpPort)
+		p := l.socksify(goclientBin, "http", l.url("six.test", l.httpPort, "/six"))
+		expectExit(t, p, 0)
+		expectContains(t, "goclient", p.stdout.String(), "go-static got: "+wantBody(target, "/six"))
+		l.waitSession(target)
+	})
+	t.Run("resolve", func(t *testing.T) {
+		p := l.socksify(goclientBin, "resolve", "example.test")
+		expectExit(t, p, 0)
+		addrs := strings.Fields(p.stdout.String())
+		if len(addrs) == 0 {
+			t.Fatal("no addresses")
+		}
+		for _, a := range addrs {
+			if !isFake(a) {
+				t.Errorf("example.test resolved to %s, not a fake address", a)
+			}
+		}
+	})
+	t.Run("stress", func(t *testing.T) {
+		const n = 500
+		target := l.target("example.test", l.httpPort)
+		before := len(l.gw.sessions(target))
+		p := l.socksifyOpts(runOpts{timeout: 45 * time.Second}, goclientBin, "stress", strconv.Itoa(n), l.url("example.test", l.httpPort, "/stress"))
+		expectExit(t, p, 0)
+		expectContains(t, "goclient stress", p.stdout.String(), strconv.Itoa(n)+" requests, 0 failures")
+		if !waitSessions(l, target, before+n) {
+			t.Errorf("the gateway logged %d sessions to %s, want %d", len(l.gw.sessions(target))-before, target, n)
+		}
+	})
+	t.Run("udp", func(t *testing.T) {
+		needUDP(t)
+		p := l.socksify(goclientBin, "udp", l.target("udp.test", l.udpPort), "ping-from-go")
+		expectExit(t, p, 0)
+		out := p.stdout.String()
+		m := regexp.MustCompile(`go-static udp reply "echo:ping-from-go" from (\S+) \(sent to (\S+)\)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no UDP reply in %q", out)
+		}
+		if m[1] != m[2] {
+			t.Errorf("reply came from %s, want the address the program sent to, %s", m[1], m[2])
+		}
+	})
+}
+
+func TestStaticMusl(t *testing.T) {
+	t.Parallel()
+	needSocksify(t)
+	bin := needMusl(t)
+	l := newLab(t)
+	target := l.target("example.test", l.httpPort)
+	p := l.socksify(bin, "example.test", strconv.Itoa(l.httpPort))
+	expectExit(t, p, 0)
+	out := p.stdout.String()
+	expectContains(t, "musl", out, "body: "+wantBody(target, "/musl"))
+	m := regexp.MustCompile(`resolved example.test -> (\S+)\s+getpeername=(\S+)`).FindStringSubmatch(out)
+	if m == nil || !isFake(m[1]) || m[1] != m[2] {
+		t.Errorf("resolved address and peer %v, want the same fake address", m)
+	}
+	l.waitSession(target)
+}
+
+func TestSSH(t *testing.T) {
+	t.Parallel()
+	needSocksify(t)
+	ssh := needTool(t, "ssh", "openssh-client")
+	l := newLab(t)
+	p := l.socksify(ssh, "-v", "-F", "/dev/null",
+		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "ConnectTimeout=10", "-p", strconv.Itoa(l.sshPort), "user@ssh.test", "true")
+	errOut := p.stderr.String()
+	expectContains(t, "ssh -v", errOut, "Remote protocol version 2.0, remote software version LabBanner_1.0")
+	if m := regexp.MustCompile(`Connecting to ssh.test \[([^\]]+)\]`).FindStringSubmatch(errOut); m == nil || !isFake(m[1]) {
+		t.Errorf("ssh connected to %v, want a fake address", m)
+	}
+	l.waitSession(l.target("ssh.test", l.sshPort))
+}
+
+func TestNetcat(t *testing.T) {
+	t.Parallel()
+	needSocksify(t)
+	nc := needTool(t, "nc", "netcat-openbsd")
+	l := newLab(t)
+
+	t.Run("tcp6", func(t *testing.T) {
+		p := l.socksifyOpts(runOpts{stdin: "hi-nc6\n"}, nc, "-6", "-N", "-w", "10", "six.test", strconv.Itoa(l.echoPort))
+		expectExit(t, p, 0)
+		expectContains(t, "nc -6", p.stdout.String(), "hi-nc6")
+		l.waitSession(l.target("six.test", l.echoPort))
+	})
+	t.Run("udp", func(t *testing.T) {
+		needUDP(t)
+		p := l.socksifyOpts(runOpts{stdin: "hi-ncu\n"}, nc, "-u", "-w", "2", "udp.test", strconv.Itoa(l.udpPort))
+		expectContains(t, "nc -u", p.stdout.String(), "echo:hi-ncu")
+	})
+}
+
+func TestDig(t *testing.T) {
+	t.Parallel()
+	needSocksify(t)
+	dig := needTool(t, "dig", "dnsutils")
+	l := newLab(t)
+	answer := regexp.MustCompile(`(?m)^example\.test\.\s+\d+\s+IN\s+A\s+(\S+)$`)
+	for _, mode := range []string{"+notcp", "+tcp"} {
+		t.Run(strings.TrimPrefix(mode, "+"), func(t *testing.T) {
+			p := l.socksify(dig, mode, "+time=3", "+tries=1", "example.test", "A")
+			expectExit(t, p, 0)
+			out := p.stdout.String()
+			expectContains(t, "dig", out, "status: NOERROR")
+			expectContains(t, "dig", out, "SERVER: "+sinkV4+"#53") // dig believes the sink answered
+			if m := answer.FindStringSubmatch(out); m == nil || !isFake(m[1]) || !strings.HasPrefix(m[1], "198.1") {
+				t.Errorf("dig %s: answer %v, want an A record in %s", mode, m, fakeV4Net)
+			}
+		})
+	}
+	t.Run("getent", func(t *testing.T) {
+		p := l.socksify("getent", "ahosts", "six.test")
+		expectExit(t, p, 0)
+		f := strings.Fields(p.stdout.String())
+		if len(f) == 0 || !isFake(f[0]) || !strings.Contains(f[0], ":") {
+			t.Errorf("getent ahosts six.test: %q, want a fake IPv6 address", p.stdout.String())
+		}
+	})
+	if n := l.dns.QueriesTotal(); n != 0 {
+		t.Errorf("the gateway's name server got %d queries; dig should have been answered by socksify alone", n)
+	}
+}
+
+// TestShellTree runs a shell whose children and grandchildren fetch: the
+// filter is inherited across fork and exec.
+func TestShellTree(t *testing.T) {
+	t.Parallel()
+	needSocksify(t)
+	curl := needTool(t, "curl", "curl")
+	bash := needTool(t, "bash", "bash")
+	l := newLab(t)
+	u := func(path string) string { return l.url("example.test", l.httpPort, path) }
+	script := curl + " -sS --max-time 10 " + u("/child") + "; " +
+		"(sleep 0.1; " + curl + " -sS --max-time 10 " + u("/grandchild") + ") & wait"
+	target := l.target("example.test", l.httpPort)
+	t.Run("grandchild", func(t *testing.T) {
+		p := l.socksify(bash, "-c", script)
+		expectExit(t, p, 0)
+		expectContains(t, "child", p.stdout.String(), wantBody(target, "/child"))
+		expectContains(t, "grandchild", p.stdout.String(), wantBody(target, "/grandchild"))
+		if !waitSessions(l, target, 2) {
+			t.Errorf("the gateway logged %d sessions to %s, want 2", len(l.gw.sessions(target)), target)
+		}
+	})
+	// A grandchild that outlives the program: socksify keeps serving it,
+	// and still exits with the program's status.
+	t.Run("orphan", func(t *testing.T) {
+		p := l.socksify(bash, "-c", "(sleep 0.3; "+curl+" -sS --max-time 10 "+u("/orphan")+") & echo parent-exits; exit 3")
+		expectExit(t, p, 3)
+		expectContains(t, "parent", p.stdout.String(), "parent-exits")
+		expectContains(t, "orphan", p.stdout.String(), wantBody(target, "/orphan"))
+	})
+}
+
+func waitSessions(l *lab, target string, n int) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if len(l.gw.sessions(target)) >= n {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+// TestSupervisorKilled kills socksify with SIGKILL while its program
+// sleeps between two fetches: the second fetch must fail (fail closed),
+// and nothing may reach the sink.
+func TestSupervisorKilled(t *testing.T) {
+	t.Parallel()
+	needSocksify(t)
+	curl := needTool(t, "curl", "curl")
+	bash := needTool(t, "bash", "bash")
+	l := newLab(t)
+	flag := filepath.Join(l.dir, "go-on")
+	script := curl + " -sS --max-time 5 " + l.url("example.test", l.httpPort, "/first") + "; echo first-done; " +
+		"i=0; while [ ! -e " + flag + " ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; " +
+		curl + " -sS --max-time 5 " + l.url("example.test", l.httpPort, "/second") + "; echo second-exit=$?"
+	p := l.start(runOpts{}, l.socksifyArgv(bash, "-c", script)...)
+	if !p.waitOutput("first-done", 15*time.Second) {
+		p.wait()
+		t.Fatal("the first fetch did not finish")
+	}
+	pid := p.cmd.Process.Pid
+	if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); strings.TrimSpace(string(comm)) != "socksify" {
+		t.Fatalf("process %d is %q, not socksify", pid, comm)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := p.waitOutput("second-exit=", 20*time.Second)
+	p.wait()
+	out := p.stdout.String()
+	expectContains(t, "first fetch", out, wantBody(l.target("example.test", l.httpPort), "/first"))
+	if strings.Contains(out, "Path=/second") {
+		t.Errorf("the second fetch succeeded after socksify was killed")
+	}
+	switch {
+	case !got:
+		t.Logf("the program did not reach its second fetch (killed with the supervisor?)")
+	case strings.Contains(out, "second-exit=0"):
+		t.Errorf("the second curl exited 0 after socksify was killed")
+	}
+	l.checkNoLeak("fetch after socksify was killed")
+	if n := len(l.gw.sessions(l.target("example.test", l.httpPort))); n > 1 {
+		t.Errorf("the gateway logged %d sessions, want only the first fetch's", n)
+	}
+}
+
+// TestNoGateway: without a gateway socksify exits 2 and does not run the
+// program.
+func TestNoGateway(t *testing.T) {
+	t.Parallel()
+	needSocksify(t)
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, socksifyBin, "--", "touch", marker)
+	cmd.Env = baseEnv(dir)
+	out, err := cmd.CombinedOutput()
+	code := cmd.ProcessState.ExitCode()
+	t.Logf("$ socksify -- touch %s\n  exit %d (%v)\n  %s", marker, code, err, indent(string(out)))
+	if code != 2 {
+		t.Errorf("exit status %d, want 2", code)
+	}
+	if fileExists(marker) {
+		t.Errorf("socksify ran the program without a gateway")
+	}
+	if len(strings.TrimSpace(string(out))) == 0 {
+		t.Errorf("socksify printed nothing to say why")
+	}
+}
+
+// TestNested: socksify under socksify runs the program (once supervised).
+func TestNested(t *testing.T) {
+	t.Parallel()
+	needSocksify(t)
+	curl := needTool(t, "curl", "curl")
+	l := newLab(t)
+	target := l.target("example.test", l.httpPort)
+	p := l.socksify(l.socksifyArgv(curl, "-sS", "--max-time", "10", l.url("example.test", l.httpPort, "/nested"))...)
+	expectExit(t, p, 0)
+	expectContains(t, "nested curl", p.stdout.String(), wantBody(target, "/nested"))
+	l.waitSession(target)
+}

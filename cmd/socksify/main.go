@@ -1,0 +1,427 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/socks6/socks6/client"
+	"github.com/socks6/socks6/socksify"
+)
+
+// Exit statuses of socksify itself; otherwise it exits with the program's
+// status (128+N when the program was killed by signal N).
+const (
+	exitUsage       = 2   // bad flags, or no gateway configured
+	exitCannot      = 125 // socksify could not supervise (kernel, permissions)
+	exitNotExec     = 126 // the program was found but cannot be executed
+	exitNotFound    = 127 // the program was not found
+	exitSignalFirst = 128
+)
+
+func main() {
+	// The launcher mode comes first: Start re-executes this binary with
+	// it, and it must do nothing else before installing the filter.
+	if len(os.Args) > 1 && os.Args[1] == socksify.LauncherArg {
+		err := socksify.Launch(os.Args[2:])
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(execFailureStatus(err))
+	}
+	os.Exit(run(os.Args[1:], os.Stderr, os.LookupEnv))
+}
+
+// options are the command line's settings.
+type options struct {
+	proxy   string
+	user    string
+	verbose bool
+	direct  prefixList
+	argv    []string
+}
+
+// prefixList is a flag that collects CIDR prefixes (or single
+// addresses), comma-separated and repeatable.
+type prefixList []netip.Prefix
+
+func (l *prefixList) String() string {
+	var s []string
+	for _, p := range *l {
+		s = append(s, p.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *prefixList) Set(v string) error {
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return fmt.Errorf("%q is neither a CIDR prefix nor an address", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		*l = append(*l, p.Masked())
+	}
+	return nil
+}
+
+// run is main without the exit.
+func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) int {
+	var o options
+	fs := flag.NewFlagSet("socksify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.proxy, "proxy", "", "the gateway: `host:port`, or a URL socks5://[user[:pass]@]host:port,\nsocks5h://… or socks6://…[?ext=require]")
+	fs.StringVar(&o.user, "user", "", "authenticate to the gateway as `USER` (password from the URL or $SOCKS6_PASSWORD)")
+	fs.BoolVar(&o.verbose, "v", false, "print one line per redirected connection to standard error")
+	fs.Var(&o.direct, "direct", "reach these `CIDR,…` ranges directly, not through the gateway (repeatable)")
+	fs.Usage = func() { usage(fs) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitUsage
+	}
+	o.argv = fs.Args()
+	if len(o.argv) == 0 {
+		fmt.Fprintln(stderr, "socksify: no program to run (usage: socksify [flags] -- PROGRAM [ARGS…])")
+		return exitUsage
+	}
+	env := os.Environ()
+
+	// Inside a supervised program: the outer socksify already supervises
+	// everything this process starts, and a second listener cannot be
+	// added to the filter chain, so run the program as it is.
+	if v, _ := getenv(socksify.SupervisedEnv); v == "1" {
+		path, code := lookPath(o.argv[0], stderr)
+		if code != 0 {
+			return code
+		}
+		if o.verbose {
+			fmt.Fprintf(stderr, "socksify: already supervised by an outer socksify; running %s directly\n", o.argv[0])
+		}
+		err := syscall.Exec(path, o.argv, env)
+		fmt.Fprintf(stderr, "socksify: exec %s: %v\n", path, err)
+		return execFailureStatus(err)
+	}
+
+	d, err := gateway(o, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "socksify: %v\n", err)
+		return exitUsage
+	}
+	path, code := lookPath(o.argv[0], stderr)
+	if code != 0 {
+		return code
+	}
+
+	// Catch the signals to pass on before the program can get any.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGINT, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	// A -v line written to a closed pipe must not kill socksify, which
+	// would fail the program's network calls: catching SIGPIPE turns it
+	// into EPIPE. (Caught, not ignored: an ignored signal would stay
+	// ignored in the program.)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+
+	level := slog.LevelWarn
+	if v, _ := getenv("SOCKSIFY_DEBUG"); v == "1" {
+		level = slog.LevelDebug
+	}
+	sup := &socksify.Supervisor{
+		Dialer: d,
+		Direct: o.direct,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if o.verbose {
+		var mu sync.Mutex
+		sup.OnConnect = func(ev socksify.Event) {
+			line := eventLine(ev, d.ProxyAddress)
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintln(stderr, line)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	p, err := sup.Start(ctx, path, o.argv, &os.ProcAttr{Env: withoutEnv(env, "SOCKS6_PASSWORD")})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitCannot
+	}
+	go forward(p, sigs, func(code int) { os.Exit(code) })
+	ws, err := p.Wait()
+	if err != nil {
+		fmt.Fprintf(stderr, "socksify: %v\n", err)
+		return exitCannot
+	}
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus()
+	case ws.Signaled():
+		return exitSignalFirst + int(ws.Signal())
+	}
+	return exitCannot
+}
+
+// lookPath finds the program, or says why not and returns the exit
+// status.
+func lookPath(name string, stderr io.Writer) (string, int) {
+	path, err := exec.LookPath(name)
+	if err != nil {
+		fmt.Fprintf(stderr, "socksify: %v\n", err)
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			return "", exitNotFound
+		}
+		return "", exitNotExec
+	}
+	return path, 0
+}
+
+// forward passes signals on to the program. SIGINT and SIGQUIT are not
+// passed on: a terminal sends them to the whole foreground process group,
+// the program included, and socksify must outlive the program to keep
+// serving it. Once the program itself has exited (socksify may still be
+// serving processes it left behind), SIGINT, SIGQUIT, SIGTERM and SIGHUP
+// end socksify through exit: what is left loses its network (its trapped
+// calls fail), never its proxy.
+func forward(p *socksify.Process, sigs <-chan os.Signal, exit func(int)) {
+	for sig := range sigs {
+		s, _ := sig.(syscall.Signal)
+		var err error
+		if s == syscall.SIGINT || s == syscall.SIGQUIT {
+			err = p.Signal(syscall.Signal(0)) // only: is the program still there?
+		} else {
+			err = p.Signal(sig)
+		}
+		if errors.Is(err, os.ErrProcessDone) && s != syscall.SIGUSR1 && s != syscall.SIGUSR2 {
+			exit(exitSignalFirst + int(s))
+		}
+	}
+}
+
+// gateway builds the client.Dialer from -proxy or the environment:
+// $SOCKS6_PROXY, then $ALL_PROXY (or all_proxy) if its scheme is socks5,
+// socks5h or socks6, then $SOCKS_SERVER. -user overrides the URL's user;
+// the password comes from the URL or $SOCKS6_PASSWORD.
+func gateway(o options, getenv func(string) (string, bool)) (*client.Dialer, error) {
+	spec, from := o.proxy, "-proxy"
+	var skipped []string
+	if spec == "" {
+		for _, k := range []string{"SOCKS6_PROXY", "ALL_PROXY", "all_proxy", "SOCKS_SERVER"} {
+			v, _ := getenv(k)
+			if v = strings.TrimSpace(v); v == "" {
+				continue
+			}
+			if (k == "ALL_PROXY" || k == "all_proxy") && !socksURL(v) {
+				skipped = append(skipped, k+" ("+schemeOf(v)+" is not a SOCKS scheme)")
+				continue
+			}
+			spec, from = v, "$"+k
+			break
+		}
+	}
+	if spec == "" {
+		msg := "no gateway configured: give -proxy host:port (or a socks5://, socks5h:// or socks6:// URL), or set SOCKS6_PROXY, ALL_PROXY or SOCKS_SERVER; socksify never runs a program unproxied"
+		if len(skipped) > 0 {
+			msg += "; ignored " + strings.Join(skipped, ", ")
+		}
+		return nil, errors.New(msg)
+	}
+	d, err := parseProxy(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", from, spec, err)
+	}
+	if o.user != "" && o.user != d.Username {
+		// The URL's password, if any, was another user's.
+		d.Username, d.Password = o.user, ""
+	}
+	if d.Username != "" && d.Password == "" {
+		d.Password, _ = getenv("SOCKS6_PASSWORD")
+	}
+	if len(d.Username) > 255 || len(d.Password) > 255 {
+		return nil, errors.New("username or password longer than 255 bytes")
+	}
+	return d, nil
+}
+
+// parseProxy turns host:port or a SOCKS URL into a Dialer.
+func parseProxy(spec string) (*client.Dialer, error) {
+	if !strings.Contains(spec, "://") {
+		host, port, err := net.SplitHostPort(spec)
+		if err != nil {
+			return nil, err
+		}
+		if host == "" {
+			return nil, errors.New("no host")
+		}
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return nil, fmt.Errorf("bad port %q", port)
+		}
+		return &client.Dialer{ProxyAddress: spec}, nil
+	}
+	if !socksURL(spec) {
+		return nil, fmt.Errorf("scheme %q: want socks5, socks5h or socks6", schemeOf(spec))
+	}
+	u, err := url.Parse(spec)
+	if err != nil {
+		return nil, err
+	}
+	pd, err := client.FromURL(u, nil)
+	if err != nil {
+		return nil, err
+	}
+	d, ok := pd.(*client.Dialer)
+	if !ok {
+		return nil, errors.New("not a socks6 client.Dialer")
+	}
+	return d, nil
+}
+
+func socksURL(s string) bool {
+	switch schemeOf(s) {
+	case "socks5", "socks5h", "socks6":
+		return true
+	}
+	return false
+}
+
+func schemeOf(s string) string {
+	scheme, _, ok := strings.Cut(s, "://")
+	if !ok {
+		return ""
+	}
+	return strings.ToLower(scheme)
+}
+
+// withoutEnv returns env without key: the program need not see the
+// gateway password.
+func withoutEnv(env []string, key string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k != key {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// eventLine formats a -v line:
+//
+//	socksify: curl[812] tcp example.test:8080 [198.18.0.1] via 127.0.0.1:1080: succeeded (1.2ms)
+//	socksify: curl[812] tcp example.test:9 [198.18.0.1] via 127.0.0.1:1080: connection refused (0x05) -> ECONNREFUSED (0.9ms)
+//	socksify: dig[90] udp 192.0.2.7:123: refused -> ENETUNREACH: …
+func eventLine(ev socksify.Event, gw string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "socksify: %s[%d] %s ", ev.Comm, ev.Pid, ev.Network)
+	if ev.Target != "" {
+		b.WriteString(ev.Target)
+		if ev.Target != ev.Dest.String() {
+			fmt.Fprintf(&b, " [%s]", ev.Dest.Addr())
+		}
+		fmt.Fprintf(&b, " via %s", gw)
+	} else {
+		b.WriteString(ev.Dest.String())
+	}
+	b.WriteString(": ")
+	var re *client.ReplyError
+	switch {
+	case ev.Err == nil && ev.Errno == 0:
+		b.WriteString("succeeded")
+	case errors.As(ev.Err, &re):
+		fmt.Fprintf(&b, "%s (0x%02x) -> %s", re.Code, uint8(re.Code), errnoName(ev.Errno))
+	case ev.Target == "" || ev.Network != "tcp":
+		fmt.Fprintf(&b, "refused -> %s: %v", errnoName(ev.Errno), ev.Err)
+	default:
+		fmt.Fprintf(&b, "%v -> %s", ev.Err, errnoName(ev.Errno))
+	}
+	if ev.Duration > 0 {
+		fmt.Fprintf(&b, " (%s)", roundDuration(ev.Duration))
+	}
+	return b.String()
+}
+
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
+var errnoNames = map[syscall.Errno]string{
+	syscall.ECONNREFUSED: "ECONNREFUSED",
+	syscall.ENETUNREACH:  "ENETUNREACH",
+	syscall.EHOSTUNREACH: "EHOSTUNREACH",
+	syscall.ETIMEDOUT:    "ETIMEDOUT",
+	syscall.EACCES:       "EACCES",
+	syscall.EOPNOTSUPP:   "EOPNOTSUPP",
+	syscall.EAFNOSUPPORT: "EAFNOSUPPORT",
+	syscall.ECONNRESET:   "ECONNRESET",
+	syscall.EISCONN:      "EISCONN",
+	syscall.EALREADY:     "EALREADY",
+}
+
+func errnoName(e syscall.Errno) string {
+	if n, ok := errnoNames[e]; ok {
+		return n
+	}
+	return "errno " + strconv.Itoa(int(e))
+}
+
+// execFailureStatus is the shell's status for a failed exec: 126 when
+// the file cannot be executed, 127 otherwise.
+func execFailureStatus(err error) int {
+	if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.ENOEXEC) || errors.Is(err, syscall.EPERM) {
+		return exitNotExec
+	}
+	return exitNotFound
+}
+
+func usage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprint(w, `Usage:
+  socksify [-proxy host:port|URL] [-user USER] [-v] [-direct CIDR,...] [--] PROGRAM [ARGS...]
+
+socksify runs PROGRAM with its network traffic sent through a SOCKS gateway:
+every TCP connection becomes a CONNECT on the program's own socket, and every
+DNS query (UDP or TCP, port 53) is answered locally with a fake address that
+socksify turns back into the name for the gateway. Loopback, the gateway and
+the -direct ranges are reached directly. UDP other than DNS is not yet
+supported: it fails with ENETUNREACH (never sent unproxied). Listening sockets
+are not redirected yet.
+
+The gateway comes from -proxy, else $SOCKS6_PROXY, $ALL_PROXY (socks5://,
+socks5h:// or socks6:// only) or $SOCKS_SERVER (host:port). Without one,
+socksify exits with status 2 and runs nothing. The password comes from the URL
+or $SOCKS6_PASSWORD.
+
+Needs Linux 5.19 or later on x86_64 (seccomp user notification). It exits
+with the program's status, 128+N if the program died of signal N, 2 for usage
+errors, 125 if it cannot supervise, 126/127 if the program cannot be run.
+
+Flags:
+`)
+	fs.PrintDefaults()
+}

@@ -1,0 +1,54 @@
+"""Python test fixture for the socksify end-to-end tests; it knows nothing of SOCKS.
+
+  pyclient.py http HOST PORT      getaddrinfo, connect, getpeername, then urllib GET
+  pyclient.py udp HOST PORT MSG   sendto/recvfrom on an unconnected UDP socket
+  pyclient.py refused HOST PORT   connect to a closed port; print the exception
+"""
+import socket
+import sys
+import urllib.request
+
+
+def http(host, port):
+    infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
+    addr = infos[0][4]
+    print("python getaddrinfo:", addr[0])
+    s = socket.create_connection(addr, timeout=10)
+    print("python getpeername:", s.getpeername())
+    s.close()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open("http://%s:%d/py" % (host, port), timeout=10) as r:
+        print("python urllib:", r.read().decode().strip())
+
+
+def udp(host, port, msg):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.sendto(msg.encode(), (host, port))
+    data, src = s.recvfrom(2048)
+    print("python udp:", data, "from", src)
+    print("python udp resolved:", socket.gethostbyname(host))
+
+
+def refused(host, port):
+    try:
+        socket.create_connection((host, port), timeout=10)
+    except Exception as e:
+        print("python refused:", type(e).__name__, e)
+        return
+    print("python refused: connected?!")
+
+
+def main():
+    mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "http":
+        http(args[0], int(args[1]))
+    elif mode == "udp":
+        udp(args[0], int(args[1]), args[2])
+    elif mode == "refused":
+        refused(args[0], int(args[1]))
+    else:
+        sys.exit("unknown mode " + mode)
+
+
+main()

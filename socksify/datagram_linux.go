@@ -1,0 +1,511 @@
+//go:build linux && amd64
+
+package socksify
+
+import (
+	"net/netip"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Layouts of struct msghdr (56 bytes) and struct mmsghdr (64) on x86_64.
+const (
+	sizeofMsghdr    = 56
+	sizeofMmsghdr   = 64
+	offMsgName      = 0
+	offMsgNamelen   = 8
+	offMsgIov       = 16
+	offMsgIovlen    = 24
+	offMsgCtrllen   = 40
+	offMsgFlags     = 48
+	offMmsgLen      = 56
+	maxDatagram     = 65535
+	maxMmsgVlen     = 1024 // UIO_MAXIOV, the kernel's cap on vlen
+	dnsIDsPerSocket = 64
+	recvPollSlice   = 200 * time.Millisecond
+)
+
+// recvFlagsEmulated are the recv flags the emulation honours; a call
+// with any other (MSG_ERRQUEUE, MSG_OOB, …) runs as asked.
+const recvFlagsEmulated = unix.MSG_PEEK | unix.MSG_TRUNC | unix.MSG_DONTWAIT | unix.MSG_WAITALL | unix.MSG_CMSG_CLOEXEC | unix.MSG_WAITFORONE
+
+// sendto(fd, buf, len, flags, addr, addrlen), trapped when addr is not
+// NULL.
+func (sup *supervisor) sendto(c call) {
+	sa, oc, e := sup.readSockaddr(c, c.args[4], c.args[5])
+	if sup.answered(c, oc, e) {
+		return
+	}
+	if !sa.isIP() {
+		sup.cont(c)
+		return
+	}
+	sup.sendDatagram(c, sa, int(c.args[3]), func() ([]byte, error) {
+		if c.args[2] > maxDatagram {
+			return nil, unix.EMSGSIZE
+		}
+		b := make([]byte, c.args[2])
+		return b, readMem(c.tid, c.args[1], b)
+	})
+}
+
+// sendmsg(fd, msg, flags): trapped always; only a msg_name matters.
+func (sup *supervisor) sendmsg(c call) {
+	hdr := make([]byte, sizeofMsghdr)
+	if err := readMem(c.tid, c.args[1], hdr); err != nil {
+		sup.cont(c) // the kernel reports EFAULT
+		return
+	}
+	name, namelen := le64(hdr[offMsgName:]), uint64(le32(hdr[offMsgNamelen:]))
+	if name == 0 || namelen == 0 {
+		sup.cont(c)
+		return
+	}
+	sa, oc, e := sup.readSockaddr(c, name, namelen)
+	if sup.answered(c, oc, e) {
+		return
+	}
+	if !sa.isIP() {
+		sup.cont(c)
+		return
+	}
+	sup.sendDatagram(c, sa, int(c.args[2]), func() ([]byte, error) {
+		iov, err := readIovecs(c.tid, le64(hdr[offMsgIov:]), le64(hdr[offMsgIovlen:]))
+		if err != nil {
+			return nil, err
+		}
+		return gatherMem(c.tid, iov, maxDatagram)
+	})
+}
+
+// answered answers c after readSockaddr, unless the address was read
+// (goOn); it reports whether it did.
+func (sup *supervisor) answered(c call, oc outcome, e syscall.Errno) bool {
+	switch oc {
+	case goCont:
+		sup.cont(c)
+	case goFail:
+		sup.fail(c, e)
+	case goGone:
+	default:
+		return false
+	}
+	return true
+}
+
+// sendDatagram handles a send with a destination: TCP ignores it (but
+// MSG_FASTOPEN would connect: refused unless direct); a direct
+// destination runs as asked; a DNS query goes to the fake DNS server
+// from the program's own socket; anything else fails with ENETUNREACH.
+func (sup *supervisor) sendDatagram(c call, sa sockaddr, flags int, data func() ([]byte, error)) {
+	dup, si, err := sup.sock(c)
+	if err != nil {
+		sup.cont(c)
+		return
+	}
+	defer unix.Close(dup)
+	if !si.inet() {
+		sup.cont(c)
+		return
+	}
+	if si.stream() {
+		if flags&unix.MSG_FASTOPEN != 0 && sup.pol.route(true, sa.ap) != routeDirect {
+			sup.fail(c, syscall.EOPNOTSUPP) // TCP Fast Open through the gateway is not implemented
+			return
+		}
+		sup.cont(c)
+		return
+	}
+	switch sup.routeOf(si, sa.ap) {
+	case routeDirect:
+		sup.cont(c)
+		return
+	case routeDeny:
+		sup.deny(c, si, sa.ap)
+		return
+	}
+	b, err := data()
+	if err != nil {
+		if sup.valid(c) {
+			sup.fail(c, errnoOf(err))
+		}
+		return
+	}
+	if !sup.valid(c) {
+		return
+	}
+	to, ok := sup.dnsEndpoint(si)
+	if !ok {
+		sup.fail(c, syscall.ENETUNREACH)
+		return
+	}
+	sup.recordDNS(si.ino, sa.ap, b)
+	n, err := rawSendto(dup, b, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, to)
+	if err != nil {
+		sup.fail(c, errnoOf(err))
+		return
+	}
+	sup.ret(c, int64(n))
+}
+
+// dnsEndpoint returns the fake DNS server's UDP address as a socket
+// address of si's family.
+func (sup *supervisor) dnsEndpoint(si sockInfo) ([]byte, bool) {
+	ep, ok := sup.dns.addr(false, si.domain == unix.AF_INET6, si.v6only)
+	if !ok {
+		return nil, false
+	}
+	raw, err := appendSockaddr(nil, si.domain, ep)
+	return raw, err == nil
+}
+
+// recordDNS remembers that the socket ino sent query b to dst, so that
+// the answer, which comes from the fake DNS server, can be reported as
+// coming from dst (musl's resolver checks the source).
+func (sup *supervisor) recordDNS(ino uint64, dst netip.AddrPort, b []byte) {
+	sup.socks.update(ino, func(st *sockState) {
+		st.dns, st.dnsLast = true, dst
+		if id, ok := dnsQueryID(b); ok {
+			if st.dnsByID == nil || len(st.dnsByID) >= dnsIDsPerSocket {
+				st.dnsByID = map[uint16]netip.AddrPort{}
+			}
+			st.dnsByID[id] = dst
+		}
+	})
+}
+
+// sendmmsg(fd, msgvec, vlen, flags).
+func (sup *supervisor) sendmmsg(c call) {
+	vlen := min(c.args[2], maxMmsgVlen)
+	if vlen == 0 {
+		sup.cont(c)
+		return
+	}
+	vec := make([]byte, vlen*sizeofMmsghdr)
+	if err := readMem(c.tid, c.args[1], vec); err != nil {
+		sup.cont(c)
+		return
+	}
+	named := false
+	for i := range vlen {
+		if le64(vec[i*sizeofMmsghdr+offMsgName:]) != 0 {
+			named = true
+		}
+	}
+	if !named {
+		sup.cont(c) // every message goes to the connected peer
+		return
+	}
+	// Read and route every destination before sending anything.
+	type dest struct {
+		sa sockaddr
+		r  route
+	}
+	dests := make([]*dest, vlen)
+	dup, si, err := sup.sock(c)
+	if err != nil {
+		sup.cont(c)
+		return
+	}
+	defer unix.Close(dup)
+	if !si.inet() || si.stream() {
+		sup.cont(c)
+		return
+	}
+	allDirect := true
+	for i := range vlen {
+		m := vec[i*sizeofMmsghdr:]
+		name, namelen := le64(m[offMsgName:]), uint64(le32(m[offMsgNamelen:]))
+		if name == 0 || namelen == 0 {
+			continue
+		}
+		sa, oc, e := sup.readSockaddr(c, name, namelen)
+		if oc != goOn {
+			sup.answered(c, oc, e)
+			return
+		}
+		if !sa.isIP() {
+			continue
+		}
+		d := &dest{sa: sa, r: sup.routeOf(si, sa.ap)}
+		dests[i] = d
+		switch d.r {
+		case routeDeny:
+			sup.deny(c, si, sa.ap)
+			return
+		case routeDNS:
+			allDirect = false
+		}
+	}
+	if allDirect {
+		sup.cont(c)
+		return
+	}
+	// Emulate the whole call: each message goes out from the program's
+	// socket, DNS queries to the fake DNS server.
+	ep, ok := sup.dnsEndpoint(si)
+	if !ok {
+		sup.fail(c, syscall.ENETUNREACH)
+		return
+	}
+	sent := 0
+	var firstErr error
+	for i := range vlen {
+		m := vec[i*sizeofMmsghdr:]
+		iov, err := readIovecs(c.tid, le64(m[offMsgIov:]), le64(m[offMsgIovlen:]))
+		var b []byte
+		if err == nil {
+			b, err = gatherMem(c.tid, iov, maxDatagram)
+		}
+		if err != nil {
+			firstErr = err
+			break
+		}
+		var to []byte
+		if d := dests[i]; d != nil {
+			switch d.r {
+			case routeDNS:
+				to = ep
+				sup.recordDNS(si.ino, d.sa.ap, b)
+			default:
+				to, _ = appendSockaddr(nil, si.domain, d.sa.ap)
+			}
+		}
+		n, err := rawSendto(dup, b, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, to)
+		if err != nil {
+			firstErr = err
+			break
+		}
+		if !sup.valid(c) {
+			return
+		}
+		if err := writeMem(c.tid, c.args[1]+i*sizeofMmsghdr+offMmsgLen, put32(uint32(n))); err != nil {
+			firstErr = err
+			break
+		}
+		sent++
+	}
+	if sent == 0 && firstErr != nil {
+		sup.fail(c, errnoOf(firstErr))
+		return
+	}
+	sup.ret(c, int64(sent))
+}
+
+// A recvTarget says where an emulated receive puts what it got.
+type recvTarget struct {
+	iov         []unix.RemoteIovec // the data
+	name        uint64             // the source address (0: nowhere)
+	nameCap     uint32             // its capacity
+	nameLenAddr uint64             // where the source address's length goes
+	msgAddr     uint64             // recvmsg, recvmmsg: the msghdr, whose msg_controllen and msg_flags are set
+	mmsg        bool               // recvmmsg: msg_len is set and the call returns 1
+	flags       int
+}
+
+// recvfrom(fd, buf, len, flags, addr, addrlen), trapped when addr is not
+// NULL. Only sockets that sent DNS queries are emulated.
+func (sup *supervisor) recvfrom(c call) {
+	dup, si, ok := sup.dnsSocket(c, int(c.args[3]))
+	if !ok {
+		return
+	}
+	var lb [4]byte
+	if err := readMem(c.tid, c.args[5], lb[:]); err != nil {
+		unix.Close(dup)
+		sup.fail(c, syscall.EFAULT)
+		return
+	}
+	t := &recvTarget{
+		iov:         []unix.RemoteIovec{{Base: uintptr(c.args[1]), Len: int(min(c.args[2], maxDatagram))}},
+		name:        c.args[4],
+		nameCap:     le32(lb[:]),
+		nameLenAddr: c.args[5],
+		flags:       int(c.args[3]),
+	}
+	sup.recv(c, dup, si, t)
+}
+
+// recvmsg(fd, msg, flags) and recvmmsg(fd, msgvec, vlen, flags,
+// timeout); only those with a msg_name on sockets that sent DNS queries
+// are emulated. recvmmsg receives one message.
+func (sup *supervisor) recvmsg(c call, mmsg bool) {
+	flags := int(c.args[2])
+	if mmsg {
+		flags = int(c.args[3])
+		if c.args[2] == 0 {
+			sup.cont(c)
+			return
+		}
+	}
+	hdr := make([]byte, sizeofMsghdr)
+	if err := readMem(c.tid, c.args[1], hdr); err != nil || le64(hdr[offMsgName:]) == 0 {
+		sup.cont(c)
+		return
+	}
+	dup, si, ok := sup.dnsSocket(c, flags)
+	if !ok {
+		return
+	}
+	iov, err := readIovecs(c.tid, le64(hdr[offMsgIov:]), le64(hdr[offMsgIovlen:]))
+	if err != nil {
+		unix.Close(dup)
+		sup.fail(c, errnoOf(err))
+		return
+	}
+	t := &recvTarget{
+		iov:         iov,
+		name:        le64(hdr[offMsgName:]),
+		nameCap:     le32(hdr[offMsgNamelen:]),
+		nameLenAddr: c.args[1] + offMsgNamelen,
+		msgAddr:     c.args[1],
+		mmsg:        mmsg,
+		flags:       flags,
+	}
+	sup.recv(c, dup, si, t)
+}
+
+// dnsSocket returns a dup of c's socket if the receive must be emulated:
+// a UDP socket that sent DNS queries, and flags the emulation handles.
+// Otherwise it answers CONTINUE.
+func (sup *supervisor) dnsSocket(c call, flags int) (int, sockInfo, bool) {
+	if flags&^recvFlagsEmulated != 0 {
+		sup.cont(c)
+		return -1, sockInfo{}, false
+	}
+	ino, dup, err := sup.sockIno(c)
+	if err != nil {
+		sup.cont(c)
+		return -1, sockInfo{}, false
+	}
+	isDNS := false
+	sup.socks.view(ino, func(st *sockState) { isDNS = st.dns })
+	if !isDNS {
+		unix.Close(dup)
+		sup.cont(c)
+		return -1, sockInfo{}, false
+	}
+	si, err := getSockInfo(dup)
+	if err != nil || !si.udp() {
+		unix.Close(dup)
+		sup.cont(c)
+		return -1, sockInfo{}, false
+	}
+	return dup, si, true
+}
+
+// recv emulates a receive: at once if a datagram is queued, or with
+// EAGAIN for a non-blocking call, or else from a goroutine that waits.
+// It owns dup.
+func (sup *supervisor) recv(c call, dup int, si sockInfo, t *recvTarget) {
+	if sup.tryRecv(c, dup, si, t) {
+		unix.Close(dup)
+		return
+	}
+	if si.nonblock || t.flags&unix.MSG_DONTWAIT != 0 {
+		unix.Close(dup)
+		sup.fail(c, syscall.EAGAIN)
+		return
+	}
+	sup.wg.Add(1)
+	go sup.blockingRecv(c, dup, si, t)
+}
+
+// blockingRecv waits for a datagram for a blocking receive. It honours
+// SO_RCVTIMEO (EAGAIN), returns EINTR when the thread has a signal to
+// handle, and gives up when the thread is gone.
+func (sup *supervisor) blockingRecv(c call, dup int, si sockInfo, t *recvTarget) {
+	defer sup.wg.Done()
+	defer unix.Close(dup)
+	var deadline time.Time
+	if tv, err := unix.GetsockoptTimeval(dup, unix.SOL_SOCKET, unix.SO_RCVTIMEO); err == nil && (tv.Sec != 0 || tv.Usec != 0) {
+		deadline = time.Now().Add(time.Duration(tv.Nano()))
+	}
+	for {
+		rev, _ := pollFD(dup, unix.POLLIN, int(recvPollSlice/time.Millisecond))
+		if rev != 0 && sup.tryRecv(c, dup, si, t) {
+			return
+		}
+		if !sup.valid(c) {
+			return
+		}
+		if signalPending(c.tid) {
+			sup.fail(c, syscall.EINTR)
+			return
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			sup.fail(c, syscall.EAGAIN)
+			return
+		}
+	}
+}
+
+// tryRecv receives one datagram without blocking and, if there was one,
+// writes it and its source into the thread's memory and answers;
+// answers from the fake DNS server are reported as coming from the
+// server the query was sent to. It reports whether c was answered (or
+// its thread is gone).
+func (sup *supervisor) tryRecv(c call, dup int, si sockInfo, t *recvTarget) bool {
+	total := 0
+	for _, v := range t.iov {
+		total += v.Len
+	}
+	buf := make([]byte, min(total, maxDatagram))
+	n, from, err := rawRecvfrom(dup, buf, t.flags&unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT)
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return false
+	}
+	if err != nil {
+		sup.fail(c, errnoOf(err))
+		return true
+	}
+	got := min(n, len(buf))
+	src := netip.AddrPort{}
+	if sa, err := parseSockaddr(from); err == nil && sa.isIP() {
+		src = sa.ap
+	}
+	if src.IsValid() && sup.dns.isServer(src) {
+		sup.socks.view(si.ino, func(st *sockState) {
+			src = st.dnsLast
+			if id, ok := dnsQueryID(buf[:got]); ok {
+				if d, ok := st.dnsByID[id]; ok {
+					src = d
+				}
+			}
+		})
+	}
+	if !sup.valid(c) {
+		return true
+	}
+	if _, err := scatterMem(c.tid, t.iov, buf[:got]); err != nil {
+		sup.fail(c, syscall.EFAULT)
+		return true
+	}
+	if t.name != 0 && src.IsValid() {
+		raw, err := appendSockaddr(nil, si.domain, src)
+		if err == nil {
+			writeMem(c.tid, t.name, raw[:min(int(t.nameCap), len(raw))])
+			writeMem(c.tid, t.nameLenAddr, put32(uint32(len(raw))))
+		}
+	}
+	if t.msgAddr != 0 {
+		writeMem(c.tid, t.msgAddr+offMsgCtrllen, put64(0)) // ancillary data is dropped
+		var mflags uint32
+		if n > got {
+			mflags |= unix.MSG_TRUNC
+		}
+		writeMem(c.tid, t.msgAddr+offMsgFlags, put32(mflags))
+	}
+	switch {
+	case t.mmsg:
+		writeMem(c.tid, t.msgAddr+offMmsgLen, put32(uint32(got)))
+		sup.ret(c, 1)
+	case t.flags&unix.MSG_TRUNC != 0:
+		sup.ret(c, int64(n))
+	default:
+		sup.ret(c, int64(got))
+	}
+	return true
+}

@@ -1,0 +1,219 @@
+package socksify
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// A dnsServer is the supervisor's fake DNS server: UDP and TCP sockets on
+// 127.0.0.1 and, when the host has it, ::1. Queries the program sends to
+// port 53 are redirected here (the program's own socket is connected or
+// sends to it) and answered by answerDNS.
+type dnsServer struct {
+	fake *fakeTable
+	log  *slog.Logger
+
+	udp4, udp6 *net.UDPConn
+	tcp4, tcp6 *net.TCPListener
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// DNS-over-TCP limits: connections at once, and how long one may sit
+// idle between queries.
+const (
+	maxDNSConns   = 64
+	dnsIdleTimout = 10 * time.Second
+)
+
+// startDNSServer opens the server's sockets and serves them until close.
+// IPv6 is optional: without ::1, AF_INET6 sockets are redirected to the
+// IPv4-mapped 127.0.0.1.
+func startDNSServer(fake *fakeTable, log *slog.Logger) (*dnsServer, error) {
+	d := &dnsServer{fake: fake, log: log, conns: map[net.Conn]struct{}{}}
+	var err error
+	if d.udp4, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		return nil, err
+	}
+	if d.tcp4, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		d.udp4.Close()
+		return nil, err
+	}
+	if u6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err == nil {
+		if t6, err := net.ListenTCP("tcp6", &net.TCPAddr{IP: net.IPv6loopback, Port: u6.LocalAddr().(*net.UDPAddr).Port}); err == nil {
+			d.udp6, d.tcp6 = u6, t6
+		} else if t6, err := net.ListenTCP("tcp6", &net.TCPAddr{IP: net.IPv6loopback}); err == nil {
+			d.udp6, d.tcp6 = u6, t6
+		} else {
+			u6.Close()
+		}
+	}
+	for _, pc := range []*net.UDPConn{d.udp4, d.udp6} {
+		if pc != nil {
+			d.wg.Add(1)
+			go d.serveUDP(pc)
+		}
+	}
+	for _, ln := range []*net.TCPListener{d.tcp4, d.tcp6} {
+		if ln != nil {
+			d.wg.Add(1)
+			go d.serveTCP(ln)
+		}
+	}
+	return d, nil
+}
+
+// addr returns where to redirect a query from a socket of the given
+// family (v6 for AF_INET6) and kind: ::1 when there is an IPv6 server,
+// else 127.0.0.1, which an AF_INET6 socket reaches IPv4-mapped unless it
+// is IPV6_V6ONLY (ok is then false).
+func (d *dnsServer) addr(stream, v6, v6only bool) (netip.AddrPort, bool) {
+	var a net.Addr
+	switch {
+	case v6 && stream && d.tcp6 != nil:
+		a = d.tcp6.Addr()
+	case v6 && !stream && d.udp6 != nil:
+		a = d.udp6.LocalAddr()
+	case v6 && v6only:
+		return netip.AddrPort{}, false
+	case stream:
+		a = d.tcp4.Addr()
+	default:
+		a = d.udp4.LocalAddr()
+	}
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if v6 && ap.Addr().Is4() {
+		ap = netip.AddrPortFrom(netip.AddrFrom16(ap.Addr().As16()), ap.Port())
+	}
+	return ap, true
+}
+
+// isServer reports whether ap is one of the server's UDP addresses: the
+// source of an answer whose real sender the program must not see.
+func (d *dnsServer) isServer(ap netip.AddrPort) bool {
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	for _, pc := range []*net.UDPConn{d.udp4, d.udp6} {
+		if pc != nil && pc.LocalAddr().(*net.UDPAddr).AddrPort() == ap {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *dnsServer) serveUDP(pc *net.UDPConn) {
+	defer d.wg.Done()
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		resp, q, ok := answerDNS(buf[:n], d.fake)
+		d.logQuery("udp", q, ok)
+		if ok {
+			pc.WriteToUDPAddrPort(resp, from)
+		}
+	}
+}
+
+func (d *dnsServer) serveTCP(ln *net.TCPListener) {
+	defer d.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		d.mu.Lock()
+		if len(d.conns) >= maxDNSConns {
+			d.mu.Unlock()
+			c.Close()
+			continue
+		}
+		d.conns[c] = struct{}{}
+		d.wg.Add(1)
+		d.mu.Unlock()
+		go d.serveTCPConn(c)
+	}
+}
+
+// serveTCPConn answers length-prefixed queries (RFC 1035, section 4.2.2)
+// until EOF or dnsIdleTimout.
+func (d *dnsServer) serveTCPConn(c net.Conn) {
+	defer d.wg.Done()
+	defer func() {
+		d.mu.Lock()
+		delete(d.conns, c)
+		d.mu.Unlock()
+		c.Close()
+	}()
+	buf := make([]byte, 2+65535)
+	for {
+		c.SetDeadline(time.Now().Add(dnsIdleTimout))
+		if _, err := io.ReadFull(c, buf[:2]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(buf))
+		if _, err := io.ReadFull(c, buf[2:2+n]); err != nil {
+			return
+		}
+		resp, q, ok := answerDNS(buf[2:2+n], d.fake)
+		d.logQuery("tcp", q, ok)
+		if !ok {
+			return
+		}
+		out := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(resp)), uint16(len(resp)))
+		if _, err := c.Write(append(out, resp...)); err != nil {
+			return
+		}
+	}
+}
+
+func (d *dnsServer) logQuery(network string, q dnsQuery, ok bool) {
+	if !ok {
+		d.log.Debug("dns: message ignored", "net", network)
+		return
+	}
+	d.log.Debug("dns query", "net", network, "name", q.name, "type", q.qtype)
+}
+
+// close stops the server and waits for its goroutines.
+func (d *dnsServer) close() {
+	for _, pc := range []*net.UDPConn{d.udp4, d.udp6} {
+		if pc != nil {
+			pc.Close()
+		}
+	}
+	for _, ln := range []*net.TCPListener{d.tcp4, d.tcp6} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	d.mu.Lock()
+	for c := range d.conns {
+		c.Close()
+	}
+	d.mu.Unlock()
+	d.wg.Wait()
+}

@@ -1,0 +1,139 @@
+package socksify
+
+import (
+	"container/list"
+	"net/netip"
+	"strings"
+	"sync"
+)
+
+// The fake-IP ranges. A name gets one index n, and with it the IPv4
+// address 198.18.0.0+n (RFC 2544's benchmarking range, 198.18.0.0/15,
+// which no public host uses) and the IPv6 address fd00:5eed::n (a fixed
+// RFC 4193 unique local /64). A program that resolves a name gets these;
+// when it connects to one, socksify asks the gateway for the name.
+var (
+	fakeNet4 = netip.MustParsePrefix("198.18.0.0/15")
+	fakeNet6 = netip.MustParsePrefix("fd00:5eed::/64")
+)
+
+// maxFakeIndex is the number of names the table holds at once: every
+// address of 198.18.0.0/15 but the first and the last.
+const maxFakeIndex = 1<<17 - 2
+
+// A fakeTable maps names to fake-IP indexes and back. When it is full it
+// gives the least recently used name's index to the new name: the
+// mapping is kept much longer than the DNS TTL (programs such as Java
+// and browsers cache answers longer than they are told), and a program
+// that connects to an index whose name was evicted gets EHOSTUNREACH. It
+// is safe for concurrent use.
+type fakeTable struct {
+	mu      sync.Mutex
+	max     uint32
+	byName  map[string]*list.Element
+	byIndex map[uint32]*list.Element
+	lru     list.List // of *fakeEntry, most recently used first
+	next    uint32    // the highest index handed out so far
+}
+
+type fakeEntry struct {
+	name string
+	idx  uint32
+}
+
+// newFakeTable returns a table of max names (at most maxFakeIndex; 0
+// means maxFakeIndex).
+func newFakeTable(max int) *fakeTable {
+	if max <= 0 || max > maxFakeIndex {
+		max = maxFakeIndex
+	}
+	return &fakeTable{max: uint32(max), byName: map[string]*list.Element{}, byIndex: map[uint32]*list.Element{}}
+}
+
+// canonicalName lowercases name and drops a trailing dot: DNS names are
+// compared without regard to ASCII case (RFC 4343).
+func canonicalName(name string) string {
+	return strings.ToLower(strings.TrimSuffix(name, "."))
+}
+
+// assign returns name's index, giving it one if it has none.
+func (t *fakeTable) assign(name string) uint32 {
+	name = canonicalName(name)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.byName[name]; ok {
+		t.lru.MoveToFront(e)
+		return e.Value.(*fakeEntry).idx
+	}
+	var ent *fakeEntry
+	if t.next < t.max {
+		t.next++
+		ent = &fakeEntry{idx: t.next}
+	} else {
+		old := t.lru.Back()
+		ent = old.Value.(*fakeEntry)
+		t.lru.Remove(old)
+		delete(t.byName, ent.name)
+		delete(t.byIndex, ent.idx)
+	}
+	ent.name = name
+	e := t.lru.PushFront(ent)
+	t.byName[name] = e
+	t.byIndex[ent.idx] = e
+	return ent.idx
+}
+
+// name returns the name that owns the fake address ip, if any.
+func (t *fakeTable) name(ip netip.Addr) (string, bool) {
+	idx, ok := fakeIndex(ip)
+	if !ok {
+		return "", false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.byIndex[idx]
+	if !ok {
+		return "", false
+	}
+	t.lru.MoveToFront(e)
+	return e.Value.(*fakeEntry).name, true
+}
+
+// isFake reports whether ip is in one of the fake ranges (whether or not
+// a name owns it).
+func isFake(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return fakeNet4.Contains(ip) || fakeNet6.Contains(ip)
+}
+
+// fakeIndex returns the index of the fake address ip.
+func fakeIndex(ip netip.Addr) (uint32, bool) {
+	ip = ip.Unmap()
+	switch {
+	case fakeNet4.Contains(ip):
+		a := ip.As4()
+		idx := uint32(a[1]&1)<<16 | uint32(a[2])<<8 | uint32(a[3])
+		return idx, idx != 0
+	case fakeNet6.Contains(ip):
+		a := ip.As16()
+		for _, b := range a[8:13] {
+			if b != 0 {
+				return 0, false
+			}
+		}
+		idx := uint32(a[13])<<16 | uint32(a[14])<<8 | uint32(a[15])
+		return idx, idx != 0 && idx <= maxFakeIndex
+	}
+	return 0, false
+}
+
+// fakeIP4 and fakeIP6 return the fake addresses of index idx.
+func fakeIP4(idx uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{198, 18 | byte(idx>>16&1), byte(idx >> 8), byte(idx)})
+}
+
+func fakeIP6(idx uint32) netip.Addr {
+	a := fakeNet6.Addr().As16()
+	a[13], a[14], a[15] = byte(idx>>16), byte(idx>>8), byte(idx)
+	return netip.AddrFrom16(a)
+}

@@ -1,0 +1,121 @@
+package socksify
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+)
+
+func TestFakeTable(t *testing.T) {
+	ft := newFakeTable(0)
+	a := ft.assign("A.test")
+	b := ft.assign("b.test")
+	if a == b || a == 0 || b == 0 {
+		t.Fatalf("indexes %d, %d", a, b)
+	}
+	if again := ft.assign("a.test."); again != a {
+		t.Errorf("a.test again: %d, want %d", again, a)
+	}
+	for _, ip := range []netip.Addr{fakeIP4(a), fakeIP6(a), netip.AddrFrom16(fakeIP4(a).As16())} {
+		if name, ok := ft.name(ip); !ok || name != "a.test" {
+			t.Errorf("name(%v) = %q, %v; want a.test", ip, name, ok)
+		}
+	}
+	for _, ip := range []string{"198.18.0.0", "198.18.200.1", "fd00:5eed::", "fd00:5eed::1:0:5", "192.0.2.1", "::1"} {
+		if name, ok := ft.name(netip.MustParseAddr(ip)); ok {
+			t.Errorf("name(%s) = %q, want none", ip, name)
+		}
+	}
+}
+
+func TestFakeTableEviction(t *testing.T) {
+	ft := newFakeTable(3)
+	i1 := ft.assign("one.test")
+	i2 := ft.assign("two.test")
+	i3 := ft.assign("three.test")
+	ft.name(fakeIP4(i1)) // one is now the most recently used; two the least
+	i4 := ft.assign("four.test")
+	if i4 != i2 {
+		t.Errorf("four.test got %d, want two.test's %d", i4, i2)
+	}
+	if _, ok := ft.name(fakeIP4(i2)); !ok {
+		t.Error("index of two.test has no name")
+	}
+	if name, _ := ft.name(fakeIP4(i2)); name != "four.test" {
+		t.Errorf("index %d owned by %q, want four.test", i2, name)
+	}
+	for name, idx := range map[string]uint32{"one.test": i1, "three.test": i3} {
+		if got, ok := ft.name(fakeIP4(idx)); !ok || got != name {
+			t.Errorf("%s evicted (%q, %v)", name, got, ok)
+		}
+	}
+	// four.test is now the least recently used: two.test, back, takes
+	// its index.
+	if again := ft.assign("two.test"); again != i2 {
+		t.Errorf("two.test came back with index %d, want %d", again, i2)
+	}
+	if _, ok := ft.byName["four.test"]; ok {
+		t.Error("four.test still in the table")
+	}
+}
+
+func TestFakeIndex(t *testing.T) {
+	tests := []struct {
+		ip   string
+		idx  uint32
+		fake bool
+	}{
+		{"198.18.0.1", 1, true},
+		{"198.18.1.0", 256, true},
+		{"198.19.255.254", maxFakeIndex, true},
+		{"198.19.255.255", maxFakeIndex + 1, true}, // in the range, never handed out
+		{"198.18.0.0", 0, false},
+		{"198.20.0.1", 0, false},
+		{"::ffff:198.18.0.7", 7, true},
+		{"fd00:5eed::1", 1, true},
+		{"fd00:5eed::1:fffe", maxFakeIndex, true},
+		{"fd00:5eed::2:0", 0, false},
+		{"fd00:5eed::1:0:0", 0, false},
+		{"fd00:5eee::1", 0, false},
+	}
+	for _, tt := range tests {
+		idx, ok := fakeIndex(netip.MustParseAddr(tt.ip))
+		if ok != tt.fake || (ok && idx != tt.idx) {
+			t.Errorf("fakeIndex(%s) = %d, %v; want %d, %v", tt.ip, idx, ok, tt.idx, tt.fake)
+		}
+	}
+	for _, idx := range []uint32{1, 255, 256, 65535, 65536, maxFakeIndex} {
+		for _, ip := range []netip.Addr{fakeIP4(idx), fakeIP6(idx)} {
+			if got, ok := fakeIndex(ip); !ok || got != idx {
+				t.Errorf("fakeIndex(%v) = %d, %v; want %d", ip, got, ok, idx)
+			}
+			if !isFake(ip) {
+				t.Errorf("isFake(%v) = false", ip)
+			}
+		}
+	}
+	if fakeIP4(maxFakeIndex) != netip.MustParseAddr("198.19.255.254") {
+		t.Errorf("last IPv4 fake %v", fakeIP4(maxFakeIndex))
+	}
+}
+
+func TestFakeTableConcurrent(t *testing.T) {
+	ft := newFakeTable(64)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				name := fmt.Sprintf("n%d.test", (g*7+i)%100)
+				idx := ft.assign(name)
+				ft.name(fakeIP6(idx))
+			}
+		}()
+	}
+	wg.Wait()
+	if len(ft.byName) != 64 || len(ft.byIndex) != 64 || ft.lru.Len() != 64 {
+		t.Errorf("sizes %d %d %d, want 64", len(ft.byName), len(ft.byIndex), ft.lru.Len())
+	}
+}

@@ -1,0 +1,74 @@
+package socksify
+
+import (
+	"log/slog"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/socks6/socks6/client"
+)
+
+// LauncherArg is os.Args[1] of the launcher mode: a program that embeds
+// a Supervisor calls Launch first thing in main when it sees it.
+const LauncherArg = "__socksify-launch"
+
+// SupervisedEnv is the environment variable Start sets to "1" for the
+// supervised program. A seccomp filter chain can have only one listener,
+// so a socksify run inside a supervised program cannot supervise again:
+// it sees the variable and runs its program directly, still under the
+// outer supervisor.
+const SupervisedEnv = "SOCKSIFY_SUPERVISED"
+
+// A Supervisor runs programs with their network traffic sent through a
+// SOCKS gateway. It must have a Dialer; its other fields may be zero.
+// Its fields must not change after Start is called.
+type Supervisor struct {
+	// Dialer reaches the gateway; it is required. Its ProxyAddress names
+	// the gateway (a host name is resolved once, when Start is called);
+	// its credentials, Extensions and Timeout apply to every connection.
+	// ProxyDial is not used: the handshake runs on the program's own
+	// socket, which the supervisor connects to the gateway.
+	Dialer *client.Dialer
+
+	// Direct lists the address ranges the program reaches directly,
+	// without the gateway. Loopback and the gateway's own address are
+	// always direct. Port 53 never is: DNS is always answered by the
+	// fake DNS server.
+	Direct []netip.Prefix
+
+	// OnConnect, if not nil, is called once for each TCP connection the
+	// program makes through the gateway, after the program's connect has
+	// returned. It is called from several goroutines at once.
+	OnConnect func(Event)
+
+	// Launcher is the executable Start runs in launcher mode (see
+	// Launch). Empty means os.Executable(): the running program, whose
+	// main must then call Launch when os.Args[1] is LauncherArg.
+	Launcher string
+
+	// Logger receives debug logs of the supervisor's decisions. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// An Event describes one connection redirected through the gateway, or
+// one destination the program was refused because reaching it would
+// bypass the gateway (UDP other than DNS, for now).
+type Event struct {
+	Pid      int            // the ID of the program's thread that connected
+	Comm     string         // that thread's command name (/proc/PID/comm)
+	Network  string         // "tcp", "udp", or "ip proto N" for other protocols
+	Dest     netip.AddrPort // the address the program connected to (a fake IP for a name)
+	Target   string         // what the gateway was asked for: name:port or address:port
+	Err      error          // nil if the gateway connected; else why not (a *net.OpError wrapping, for a refusal, a *client.ReplyError)
+	Errno    syscall.Errno  // what the program's connect returned: 0 or the errno
+	Duration time.Duration  // from the program's connect to its return
+}
+
+func (s *Supervisor) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
