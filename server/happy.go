@@ -248,11 +248,91 @@ func (ss *session) dialTarget() (net.Conn, netip.AddrPort, error) {
 	h.pref, _ = networks(ss.family)
 	if t.FQDN == "" {
 		// checkPolicy has vetted the address; FAMILY does not apply.
-		h.queue = []netip.Addr{t.IP.Unmap()}
-		return h.run(ctx, nil, 0)
+		return h.dialOne(ctx, t.IP.Unmap())
+	}
+	if conn, ap, err, done := h.fromCache(ctx, t.FQDN); done {
+		return conn, ap, err
 	}
 	ch, n := ss.s.lookupFamilies(ctx, t.FQDN, ss.family)
 	return h.run(ctx, ch, n)
+}
+
+// cachedResolver is a Resolver that can answer without waiting
+// (*resolver.Resolver does).
+type cachedResolver interface {
+	LookupCached(network, host string) ([]resolver.Answer, bool, error)
+}
+
+// fromCache connects to a name whose allowed families are all answered
+// from the resolver's cache or hosts file: no lookup goroutines, and no
+// race when one address remains. done is false when a family needs a
+// query; the caller then runs the full Happy Eyeballs.
+func (h *heDial) fromCache(ctx context.Context, host string) (net.Conn, netip.AddrPort, error, bool) {
+	cr, ok := h.ss.s.resolver().(cachedResolver)
+	if !ok {
+		return nil, netip.AddrPort{}, nil, false
+	}
+	first, second := networks(h.fam)
+	a1, ok1, err1 := cr.LookupCached(first, host)
+	if !ok1 {
+		return nil, netip.AddrPort{}, nil, false
+	}
+	var a2 []resolver.Answer
+	var err2 error
+	errs := []error{err1}
+	if second != "" {
+		var ok2 bool
+		a2, ok2, err2 = cr.LookupCached(second, host)
+		if !ok2 {
+			return nil, netip.AddrPort{}, nil, false
+		}
+		errs = append(errs, err2)
+	}
+	ips := make([]netip.Addr, 0, len(a1)+len(a2))
+	for _, a := range a1 {
+		ips = append(ips, a.Addr)
+	}
+	h.add(ctx, ips)
+	ips = ips[:0]
+	for _, a := range a2 {
+		ips = append(ips, a.Addr)
+	}
+	h.add(ctx, ips)
+	switch len(h.queue) {
+	case 0:
+		return nil, netip.AddrPort{}, h.result(ctx, errs), true
+	case 1:
+		ip := h.queue[0]
+		h.queue = nil
+		c, ap, err := h.dialOne(ctx, ip)
+		if err != nil && h.refused != nil && h.fail.attempts == 0 {
+			err = h.refused
+		}
+		return c, ap, err, true
+	}
+	c, ap, err := h.run(ctx, nil, 0)
+	return c, ap, err, true
+}
+
+// dialOne connects to a single address in the session's own goroutine
+// (an IP target, or a name with one usable address): nothing to race, so
+// no attempt goroutine and no timer. An IPv4 address without a route is
+// retried at its NAT64 form.
+func (h *heDial) dialOne(ctx context.Context, ip netip.Addr) (net.Conn, netip.AddrPort, error) {
+	for {
+		ap := netip.AddrPortFrom(ip, h.port)
+		c, err := h.ss.s.dial(ctx, ap)
+		if err == nil {
+			return c, ap, nil
+		}
+		h.fail.add(err)
+		h.nat64Retry(ctx, ip, err)
+		if len(h.queue) == 0 || ctx.Err() != nil {
+			return nil, netip.AddrPort{}, h.result(ctx, nil)
+		}
+		ip = h.queue[0]
+		h.queue = h.queue[1:]
+	}
 }
 
 // run races connection attempts over the queue, taking in DNS answers as

@@ -1083,3 +1083,39 @@ func TestSynthesizeExtract(t *testing.T) {
 		t.Errorf("Synthesize(mapped) = %v, %v", a, err)
 	}
 }
+
+func TestLookupCached(t *testing.T) {
+	srv := socks6test.NewDNSServer(t)
+	srv.SetA("c.test", 300, "192.0.2.1")
+	srv.SetA("nodata.test", 300)
+	r, err := resolver.New(resolver.Config{Servers: []string{srv.Addr}, ResolvConf: writeFile(t, "resolv.conf", ""), HostsFile: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, ok, _ := r.LookupCached("ip4", "c.test"); ok {
+		t.Fatal("cold name answered from the cache")
+	}
+	if ans, ok, err := r.LookupCached("ip4", "192.0.2.9"); !ok || err != nil || len(ans) != 1 {
+		t.Fatalf("literal: %v %v %v", ans, ok, err)
+	}
+	for _, name := range []string{"c.test", "nodata.test", "nx.test"} {
+		r.Lookup(t.Context(), "ip4", name)
+	}
+	queries := srv.QueriesTotal()
+	if ans, ok, err := r.LookupCached("ip4", "c.test"); !ok || err != nil || len(ans) != 1 || ans[0].Addr != netip.MustParseAddr("192.0.2.1") {
+		t.Fatalf("cached A: %v %v %v", ans, ok, err)
+	}
+	if ans, ok, err := r.LookupCached("ip4", "nodata.test"); !ok || err != nil || len(ans) != 0 {
+		t.Fatalf("cached NODATA: %v %v %v", ans, ok, err)
+	}
+	if _, ok, err := r.LookupCached("ip4", "nx.test"); !ok || !errors.Is(err, resolver.ErrNotFound) {
+		t.Fatalf("cached NXDOMAIN: %v %v", ok, err)
+	}
+	if _, ok, _ := r.LookupCached("ip6", "c.test"); ok {
+		t.Fatal("AAAA of c.test answered without a query")
+	}
+	if n := srv.QueriesTotal(); n != queries {
+		t.Fatalf("LookupCached sent %d queries", n-queries)
+	}
+}
