@@ -45,7 +45,7 @@ clean:
 # system user sbuser. Env: REPS (3), SCENARIOS (all), IDLE_CONNS (5000),
 # MAX_TIME, BENCH_ARGS. Results: stdout and bench/out/.
 
-## bench: socks6d vs Dante, microsocks and things-go on loopback, medians of REPS (~11 min)
+## bench: socks6d vs Dante, microsocks and things-go on loopback, and socksify vs proxychains4, medians of REPS (~15 min)
 bench:
 	@bash bench/run.sh
 

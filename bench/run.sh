@@ -5,7 +5,7 @@
 # creates the system user Dante's username method checks).
 #
 # Environment: REPS (3), SCENARIOS (all), IDLE_CONNS (5000), QUICK (0/1),
-# MAX_TIME (socksbench -max-time, default 14m; 4m when QUICK=1),
+# MAX_TIME (socksbench -max-time, default 16m; 4m when QUICK=1),
 # BENCH_ARGS (extra socksbench flags), OUT_DIR (bench/out).
 #
 # Every process it starts is recorded and ended by PID on exit, including
@@ -17,6 +17,11 @@
 # /etc/resolv.conf for them, so they resolve through socksbench's DNS
 # server there and the host's resolv.conf is untouched. The namespace and
 # /etc/netns/NS are removed on exit.
+#
+# The socksify scenario runs in the same namespace, through the same
+# socks6d there: curl under socksify (built from ./cmd/socksify), under
+# proxychains4 (Debian's, installed if missing; configuration written
+# here), with --socks5-hostname, and direct.
 #
 # The whole script is one { ... } block, which bash reads completely before
 # running it, so editing this file during a run cannot derail that run.
@@ -34,18 +39,21 @@ OUT_DIR=${OUT_DIR:-$ROOT/bench/out}
 if [ "$QUICK" = 1 ]; then
 	MAX_TIME=${MAX_TIME:-4m}
 else
-	MAX_TIME=${MAX_TIME:-14m}
+	MAX_TIME=${MAX_TIME:-16m}
 fi
 BENCH_USER=sbuser
 
-# dns runs in its own namespace; the other scenarios on the host's loopback.
+# dns and socksify run in a namespace of their own; the other scenarios on
+# the host's loopback.
 WANT_DNS=0
+WANT_SFY=0
 WANT_HOST=0
 IFS=',' read -ra _scen <<<"$SCENARIOS"
 for _s in "${_scen[@]}"; do
 	case "${_s//[[:space:]]/}" in
-	all) WANT_DNS=1 WANT_HOST=1 ;;
+	all) WANT_DNS=1 WANT_SFY=1 WANT_HOST=1 ;;
 	dns) WANT_DNS=1 ;;
+	socksify) WANT_SFY=1 ;;
 	*) WANT_HOST=1 ;;
 	esac
 done
@@ -73,7 +81,7 @@ T_START=$(date +%s)
 WORK=$(mktemp -d /tmp/socksbench.XXXXXX)
 PIDS=()
 FAILED=1
-NS=""               # the dns scenario's network namespace, once made
+NS=""               # the dns and socksify scenarios' network namespace, once made
 NS_ETC=""           # its /etc/netns/NS, once made
 ETC_NETNS_MADE=0    # 1 if this run created /etc/netns itself
 
@@ -143,6 +151,10 @@ trap 'exit 143' TERM
 missing=()
 dpkg -s dante-server >/dev/null 2>&1 && [ -x /usr/sbin/danted ] || missing+=(dante-server)
 dpkg -s microsocks >/dev/null 2>&1 && command -v microsocks >/dev/null || missing+=(microsocks)
+if [ $WANT_SFY = 1 ]; then
+	dpkg -s proxychains4 >/dev/null 2>&1 && command -v proxychains4 >/dev/null || missing+=(proxychains4)
+	command -v curl >/dev/null || missing+=(curl)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
 	log "installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
@@ -172,6 +184,9 @@ mkdir -p "$BIN" "$OUT_DIR"
 log "building socks6d and the bench tools"
 go build -o "$BIN/socks6d" ./cmd/socks6d
 (cd bench && go build -o "$BIN/" ./socksbench ./thingsgo ./mkhtpasswd)
+if [ $WANT_SFY = 1 ]; then
+	go build -o "$BIN/socksify" ./cmd/socksify || die "building ./cmd/socksify failed"
+fi
 SB=$BIN/socksbench
 miekg_ver=$(go version -m "$SB" | awk '$2 == "github.com/miekg/dns" {print $3}')
 
@@ -274,9 +289,9 @@ if [ $WANT_HOST = 1 ]; then
 	)
 fi
 
-# --- 3b. the dns scenario's namespace and servers ----------------------------------
-if [ $WANT_DNS = 1 ]; then
-	command -v ip >/dev/null || die "the dns scenario needs ip(8) (iproute2)"
+# --- 3b. the namespace of dns and socksify, and its servers --------------------------
+if [ $WANT_DNS = 1 ] || [ $WANT_SFY = 1 ]; then
+	command -v ip >/dev/null || die "the dns and socksify scenarios need ip(8) (iproute2)"
 	# Namespaces of earlier runs that were killed before their cleanup
 	# (this run holds the lock, so no other run owns one).
 	for old in $(ip netns list 2>/dev/null | awk '$1 ~ /^s6bench-dns-/ {print $1}'); do
@@ -326,7 +341,7 @@ if [ $WANT_DNS = 1 ]; then
 		grep -qi resolver "$WORK/socks6d-dns.log" ||
 			die "socks6d in $NS exited at start (see $WORK/socks6d-dns.log)"
 		S6_REFUSED=$(grep -i -m1 resolver "$WORK/socks6d-dns.log")
-		log "socks6d refused the [resolver] section ($S6_REFUSED); the dns scenario runs it with the system resolver"
+		log "socks6d refused the [resolver] section ($S6_REFUSED); the dns and socksify scenarios run it with the system resolver"
 		mv "$WORK/socks6d-dns.log" "$WORK/socks6d-dns-resolver-probe.log"
 		keep=()
 		for p in "${PIDS[@]}"; do [ "$p" = "$PID_socks6d_dns" ] || keep+=("$p"); done
@@ -334,12 +349,17 @@ if [ $WANT_DNS = 1 ]; then
 		s6dns 0
 		S6_RESOLVER=system
 	fi
-	danteconf "$WORK/dante-dns.conf" "$P_DDA" none "$WORK/dante-dns.out"
-	start dante-dns ip netns exec "$NS" /usr/sbin/danted -f "$WORK/dante-dns.conf" -p "$WORK/dante-dns.pid"
-	start microsocks-dns ip netns exec "$NS" microsocks -i 127.0.0.1 -p "$P_DMS"
-	nsx "$SB" -wait "127.0.0.1:$P_DS6,127.0.0.1:$P_DDA,127.0.0.1:$P_DMS" ||
-		die "a server in $NS did not start"
-	for pid in "$PID_socks6d_dns" "$PID_dante_dns" "$PID_microsocks_dns"; do
+	NSPIDS=("$PID_socks6d_dns")
+	NSADDRS=127.0.0.1:$P_DS6
+	if [ $WANT_DNS = 1 ]; then
+		danteconf "$WORK/dante-dns.conf" "$P_DDA" none "$WORK/dante-dns.out"
+		start dante-dns ip netns exec "$NS" /usr/sbin/danted -f "$WORK/dante-dns.conf" -p "$WORK/dante-dns.pid"
+		start microsocks-dns ip netns exec "$NS" microsocks -i 127.0.0.1 -p "$P_DMS"
+		NSPIDS+=("$PID_dante_dns" "$PID_microsocks_dns")
+		NSADDRS+=,127.0.0.1:$P_DDA,127.0.0.1:$P_DMS
+	fi
+	nsx "$SB" -wait "$NSADDRS" || die "a server in $NS did not start"
+	for pid in "${NSPIDS[@]}"; do
 		gone "$pid" && die "server process $pid in $NS exited at start"
 	done
 	if [ $S6_RESOLVER = own ]; then
@@ -347,13 +367,28 @@ if [ $WANT_DNS = 1 ]; then
 	else
 		s6dnsmeta="socks6d WITHOUT [resolver] (it refused the section: $S6_REFUSED), i.e. the system resolver"
 	fi
-	TARGET_ARGS+=(
-		-dns-netns "$NS"
-		-meta "dns=network namespace $NS; resolv.conf there: nameserver 127.0.0.1 (ip netns exec bind-mounts $NS_ETC/resolv.conf); DNS server: socksbench (github.com/miekg/dns $miekg_ver) on 127.0.0.1:53; $s6dnsmeta; dante and microsocks with the configurations above, resolving with libc"
-		-dns-target "name=socks6d,addr=127.0.0.1:$P_DS6,pid=$PID_socks6d_dns,resolver=$S6_RESOLVER"
-		-dns-target "name=dante,addr=127.0.0.1:$P_DDA,pid=$PID_dante_dns,resolver=libc"
-		-dns-target "name=microsocks,addr=127.0.0.1:$P_DMS,pid=$PID_microsocks_dns,resolver=libc"
-	)
+	TARGET_ARGS+=(-dns-netns "$NS")
+	if [ $WANT_DNS = 1 ]; then
+		TARGET_ARGS+=(
+			-meta "dns=network namespace $NS; resolv.conf there: nameserver 127.0.0.1 (ip netns exec bind-mounts $NS_ETC/resolv.conf); DNS server: socksbench (github.com/miekg/dns $miekg_ver) on 127.0.0.1:53; $s6dnsmeta; dante and microsocks with the configurations above, resolving with libc"
+			-dns-target "name=socks6d,addr=127.0.0.1:$P_DS6,pid=$PID_socks6d_dns,resolver=$S6_RESOLVER"
+			-dns-target "name=dante,addr=127.0.0.1:$P_DDA,pid=$PID_dante_dns,resolver=libc"
+			-dns-target "name=microsocks,addr=127.0.0.1:$P_DMS,pid=$PID_microsocks_dns,resolver=libc"
+		)
+	fi
+	if [ $WANT_SFY = 1 ]; then
+		# proxychains4: strict_chain, proxy_dns (fake addresses from
+		# remote_dns_subnet, default 224), quiet, the socks6d above.
+		PCCONF=$WORK/proxychains4.conf
+		printf '%s\n' strict_chain proxy_dns quiet_mode '[ProxyList]' "socks5 127.0.0.1 $P_DS6" >"$PCCONF"
+		curl_ver=$(curl --version | head -n1 | awk '{print $1, $2}')
+		pc_pkg=$(dpkg-query -W -f '${Version}' proxychains4)
+		TARGET_ARGS+=(
+			-meta "socksify=./cmd/socksify of this tree; clients in network namespace $NS through its socks6d (127.0.0.1:$P_DS6, no auth; $s6dnsmeta); $curl_ver; proxychains4 (Debian $pc_pkg) with strict_chain, proxy_dns, quiet_mode, socks5 127.0.0.1 $P_DS6"
+			-socksify-proxy "name=socks6d,addr=127.0.0.1:$P_DS6,pid=$PID_socks6d_dns,resolver=$S6_RESOLVER"
+			-socksify-bin "$BIN/socksify" -proxychains-conf "$PCCONF"
+		)
+	fi
 fi
 
 # --- 4. measure -----------------------------------------------------------------

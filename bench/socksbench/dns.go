@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -482,34 +479,11 @@ func (b *bench) dnsJob(mode, tag string, ts ...*target) dnsJob {
 // runDNSJob runs j in a child process inside the namespace and returns
 // its answer.
 func (b *bench) runDNSJob(j dnsJob) (*dnsOut, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
 	arg, err := json.Marshal(j)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), j.bound()+5*time.Second)
-	defer cancel()
-	// `ip netns exec` executes the command in place (no fork), so the
-	// context's kill reaches the child itself.
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", b.cfg.dnsNetns, self, "-dns-child", string(arg))
-	var stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
-	runErr := cmd.Run()
-	line := bytes.TrimSpace(stdout.Bytes())
-	if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
-		line = line[i+1:]
-	}
-	var out dnsOut
-	if err := json.Unmarshal(line, &out); err != nil {
-		if runErr != nil {
-			return nil, fmt.Errorf("dns child (ip netns exec %s): %v", b.cfg.dnsNetns, runErr)
-		}
-		return nil, fmt.Errorf("dns child: bad answer %q", line)
-	}
-	return &out, nil
+	return b.runNetnsChild("-dns-child", arg, j.bound())
 }
 
 // dnsCheck proves the dns setup before measuring: one CONNECT to a new

@@ -3,7 +3,9 @@
 // memory per connection and UDP ASSOCIATE round trips, each against the
 // direct path (no proxy) as the limit, and the latency of a CONNECT to a
 // domain name with cold and warm caches (in a network namespace with its
-// own DNS server, see dns.go). Targets are interleaved within each
+// own DNS server, see dns.go), and an unmodified curl run through the
+// gateway by socksify against proxy-aware curl, proxychains4 and direct
+// (socksify.go, in the same namespace). Targets are interleaved within each
 // rep and their order rotates from rep to rep; medians of the reps are
 // reported. Bytes are counted where they arrive (the sink), server CPU and
 // memory are read from /proc for the server's process tree.
@@ -11,13 +13,14 @@
 //	socksbench -target name=NAME,addr=HOST:PORT,pid=PID[+PID...][,user=U,pass=P] ... \
 //	    [-reps 3] [-scenarios all|idle,conn1,conn64,rtt,udp,bulk1,bulk8,dns] \
 //	    [-idle-conns 5000] [-quick] [-json FILE] [-md FILE] \
-//	    [-dns-netns NS -dns-target name=N,addr=HOST:PORT,pid=PID,resolver=R ...]
+//	    [-dns-netns NS -dns-target name=N,addr=HOST:PORT,pid=PID,resolver=R ...] \
+//	    [-socksify-proxy name=socks6d,addr=HOST:PORT,pid=PID -socksify-bin PATH -proxychains-conf FILE]
 //	socksbench -dns-server 127.0.0.1:53      # the dns scenario's DNS server alone
 //	socksbench -report FILE.json [-md FILE]   # re-render a saved run
 //	socksbench -free-ports N                  # print N free loopback ports
 //	socksbench -wait HOST:PORT[,...]          # wait until they accept
 //
-// Every endpoint is on 127.0.0.1, in this process or (dns) in its child
+// Every endpoint is on 127.0.0.1, in this process or (dns, socksify) in its child
 // in the namespace; every loop is bounded in time; -max-time bounds the
 // whole run.
 package main
@@ -28,6 +31,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -43,8 +47,15 @@ func main() {
 	var targets, metas, dnsTargets multiFlag
 	flag.Var(&targets, "target", "server under test: name=N,addr=HOST:PORT,pid=PID[+PID],user=U,pass=P (repeatable)")
 	flag.Var(&dnsTargets, "dns-target", "server under test in the dns scenario, listening inside -dns-netns: as -target, plus resolver=own|system|libc (repeatable)")
-	dnsNetns := flag.String("dns-netns", "", "network namespace of the dns scenario (bench/run.sh makes it; see dns.go)")
+	dnsNetns := flag.String("dns-netns", "", "network namespace of the dns and socksify scenarios (bench/run.sh makes it; see dns.go)")
 	dnsChild := flag.String("dns-child", "", "internal: run one dns job (JSON) inside the namespace")
+	sfyChild := flag.String("socksify-child", "", "internal: run one socksify job (JSON) inside the namespace")
+	sfyProxy := flag.String("socksify-proxy", "", "socksify scenario: the socks6d (no auth) listening inside -dns-netns, as -target")
+	sfyBin := flag.String("socksify-bin", "socksify", "socksify scenario: the socksify binary")
+	sfyCurl := flag.String("curl", "curl", "socksify scenario: the curl binary")
+	sfyPC := flag.String("proxychains", "proxychains4", "socksify scenario: the proxychains4 binary")
+	sfyPCConf := flag.String("proxychains-conf", "", "socksify scenario: proxychains4 configuration (strict_chain, proxy_dns, socks5 to the -socksify-proxy)")
+	sfyBulk := flag.Int64("socksify-bulk", 1<<30, "socksify scenario: bytes of the bulk download (quick: a quarter)")
 	dnsServer := flag.String("dns-server", "", "serve DNS for bench.test. on this address (UDP and TCP) until SIGINT/SIGTERM, then print the query counts")
 	dnsServerMax := flag.Duration("dns-server-max", 30*time.Minute, "lifetime bound for -dns-server")
 	flag.Var(&metas, "meta", "KEY=VALUE printed in the header, e.g. package versions (repeatable)")
@@ -56,7 +67,7 @@ func main() {
 	jsonOut := flag.String("json", "", "write raw results as JSON to this file")
 	mdOut := flag.String("md", "", "write the markdown report to this file")
 	report := flag.String("report", "", "re-render a saved JSON run and exit")
-	maxTime := flag.Duration("max-time", 14*time.Minute, "stop measuring after this long (remaining ones are reported as skipped)")
+	maxTime := flag.Duration("max-time", 16*time.Minute, "stop measuring after this long (remaining ones are reported as skipped)")
 	foreignMax := flag.Float64("foreign-max", 0.35, "repeat a measurement once if foreign load exceeded this many cores")
 	freePorts := flag.Int("free-ports", 0, "print N free loopback TCP ports and exit")
 	spin := flag.Bool("spin", true, "keep the CPUs awake with nice-19 busy loops during rtt and udp (see spin.go)")
@@ -72,6 +83,9 @@ func main() {
 		return
 	case *dnsChild != "":
 		runDNSChild(*dnsChild)
+		return
+	case *sfyChild != "":
+		runSfyChild(*sfyChild)
 		return
 	case *dnsServer != "":
 		runDNSServer(*dnsServer, *dnsServerMax)
@@ -106,12 +120,14 @@ func main() {
 		hsTimeout: 5 * time.Second, foreignMax: *foreignMax, maxTime: *maxTime, quick: *quick,
 		spin:     *spin,
 		dnsNetns: *dnsNetns, dnsSeqN: 2000, dnsSeqDur: 5 * time.Second, dnsConc: 16, dnsConcDur: 2 * time.Second,
+		sfyBulkBytes: *sfyBulk,
 	}
 	if *quick {
 		cfg.bulkDur, cfg.warmup = time.Second, 200*time.Millisecond
 		cfg.connDur, cfg.rttDur, cfg.udpDur = time.Second, time.Second, time.Second
 		cfg.idleOpenMax, cfg.idleSettle = 5*time.Second, 500*time.Millisecond
 		cfg.dnsSeqDur, cfg.dnsConcDur = time.Second, time.Second
+		cfg.sfyBulkBytes /= 4
 	}
 	if *scen == "all" || *scen == "" {
 		cfg.scenarios = allScenarios
@@ -171,6 +187,41 @@ func main() {
 			fatalf("scenario dns has no targets")
 		}
 	}
+	hasSfy := false
+	for _, sc := range cfg.scenarios {
+		hasSfy = hasSfy || sc == "socksify"
+	}
+	if hasSfy {
+		if cfg.dnsNetns == "" || *sfyProxy == "" || *sfyPCConf == "" {
+			fatalf("scenario socksify needs -dns-netns, -socksify-proxy and -proxychains-conf; bench/run.sh sets them up")
+		}
+		p, err := parseTarget(*sfyProxy)
+		check(err)
+		if p.auth() {
+			fatalf("-socksify-proxy: the scenario uses a gateway without authentication")
+		}
+		b.sfyProxy = p
+		for _, bin := range []struct {
+			flag string
+			v    *string
+			dst  *string
+		}{{"-socksify-bin", sfyBin, &b.cfg.sfyBin}, {"-curl", sfyCurl, &b.cfg.sfyCurl}, {"-proxychains", sfyPC, &b.cfg.sfyProxychains}} {
+			path, err := exec.LookPath(*bin.v)
+			if err != nil {
+				fatalf("scenario socksify: %s %s: %v", bin.flag, *bin.v, err)
+			}
+			*bin.dst = path
+		}
+		b.cfg.sfyPCConf = *sfyPCConf
+		for _, c := range sfyClients {
+			t := &target{Name: c.name, Direct: true}
+			if c.name != "direct" {
+				cp := *p
+				cp.Name, t = c.name, &cp
+			}
+			b.sfyTargets = append(b.sfyTargets, t)
+		}
+	}
 
 	// The report has a row per name; the dns instances share the names of
 	// the host targets and add rows only for names not there.
@@ -184,7 +235,8 @@ func main() {
 			rows = append(rows, t)
 		}
 	}
-	rf := &runFile{Scenarios: cfg.scenarios, Reps: cfg.reps, Targets: rows, DNSTargets: b.dnsTargets, DNSNetns: cfg.dnsNetns}
+	rf := &runFile{Scenarios: cfg.scenarios, Reps: cfg.reps, Targets: rows, DNSTargets: b.dnsTargets, DNSNetns: cfg.dnsNetns,
+		SocksifyTargets: b.sfyTargets}
 	rf.Command = redactedCommand()
 
 	// Descriptors: the harness holds both ends of every idle connection.
@@ -218,6 +270,10 @@ func main() {
 		m.Durations += fmt.Sprintf(", dns ≤%d sequential connections or %v per phase, c%d %v",
 			cfg.dnsSeqN, cfg.dnsSeqDur, cfg.dnsConc, cfg.dnsConcDur)
 	}
+	if hasSfy {
+		m.Durations += fmt.Sprintf(", socksify: rate runs of N URLs, the same for every client (proxy-aware curl ≈%v, N ≥ %d), bulk %d MiB",
+			cfg.connDur, sfyMinURLs, b.cfg.sfyBulkBytes>>20)
+	}
 	m.Spin = cfg.spin
 	for _, kv := range metas {
 		k, v, _ := strings.Cut(kv, "=")
@@ -250,6 +306,9 @@ func main() {
 			fatalf("dns target %s: process %v is not running", t.Name, t.PIDs)
 		}
 	}
+	if b.sfyProxy != nil && !targetAlive(b.sfyProxy) {
+		fatalf("socksify gateway %s: process %v is not running", b.sfyProxy.Name, b.sfyProxy.PIDs)
+	}
 	// A connection through each target proves the setup before spending
 	// minutes on it.
 	for _, t := range b.targets {
@@ -268,6 +327,14 @@ func main() {
 		fmt.Fprintf(os.Stderr, "socksbench: dns (namespace %s): %s\n", cfg.dnsNetns, note)
 		rf.Notes = append(rf.Notes, "dns check, "+note)
 	}
+	if hasSfy {
+		note, err := b.sfyCheck()
+		if err != nil {
+			fatalf("socksify scenario (namespace %s): %v", cfg.dnsNetns, err)
+		}
+		fmt.Fprintf(os.Stderr, "socksbench: socksify (namespace %s): %s\n", cfg.dnsNetns, note)
+		rf.Notes = append(rf.Notes, "socksify check and calibration, "+note)
+	}
 
 	orderNames := func(order []*target) string {
 		names := make([]string, len(order))
@@ -285,10 +352,14 @@ func main() {
 				order = rotate(b.dnsTargets, rep-1)
 				fmt.Fprintf(os.Stderr, "  dns in namespace %s, order: %s\n", cfg.dnsNetns, orderNames(order))
 			}
+			if sc == "socksify" {
+				order = rotate(b.sfyTargets, rep-1)
+				fmt.Fprintf(os.Stderr, "  socksify in namespace %s, order: %s\n", cfg.dnsNetns, orderNames(order))
+			}
 			for _, t := range order {
 				r := b.measure(rep, sc, t)
 				rf.Results = append(rf.Results, r)
-				fmt.Fprintf(os.Stderr, "  %-7s %-16s %s\n", sc, t.Name, progressLine(r))
+				fmt.Fprintf(os.Stderr, "  %-8s %-16s %s\n", sc, t.Name, progressLine(r))
 			}
 		}
 	}
@@ -349,6 +420,7 @@ var progressKeys = map[string][]string{
 	"idle":   {"idle_open", "idle_kib_per_conn", "idle_marginal_kib_per_conn", "idle_fds_per_conn", "idle_alive_pct"},
 	"dns": {"dns_lit_p50_us", "dns_cold_p50_us", "dns_warm_p50_us", "dns_cold_cps", "dns_warm_cps", "dns_cold16_cps", "dns_warm16_cps",
 		"dns_cold_qpc", "dns_warm_qpc"},
+	"socksify": {"socksify_cps", "socksify_first_ms", "socksify_client_cpu_us_per_conn", "socksify_gbps"},
 }
 
 func parseTarget(spec string) (*target, error) {

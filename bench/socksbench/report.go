@@ -38,8 +38,11 @@ type runFile struct {
 	// under the same names as the host targets.
 	DNSTargets []*target `json:"dns_targets,omitempty"`
 	DNSNetns   string    `json:"dns_netns,omitempty"`
-	Results    []*result `json:"results"`
-	Notes      []string  `json:"notes,omitempty"`
+	// SocksifyTargets are the socksify scenario's clients (in the same
+	// namespace); their results are filed under these names.
+	SocksifyTargets []*target `json:"socksify_targets,omitempty"`
+	Results         []*result `json:"results"`
+	Notes           []string  `json:"notes,omitempty"`
 }
 
 type metricDef struct {
@@ -68,6 +71,12 @@ var metricDefs = map[string][]metricDef{
 		{"dns_cold16_cps", "conn/s", true}, {"dns_warm16_cps", "conn/s", true},
 		{"dns_cold_cpu_us_per_conn", "CPU-µs/conn", false}, {"dns_warm_cpu_us_per_conn", "CPU-µs/conn", false},
 		{"dns_cold_qpc", "queries/conn", false}, {"dns_warm_qpc", "queries/conn", false}, {"dns_err_pct", "%", false}},
+	"socksify": {{"socksify_cps", "conn/s", true}, {"socksify_urls", "URLs", true}, {"socksify_first_ms", "ms", false},
+		{"socksify_wall_s", "s", false}, {"socksify_cps_wall", "conn/s", true},
+		{"socksify_client_cpu_us_per_conn", "CPU-µs/conn", false}, {"socksify_server_cpu_us_per_conn", "CPU-µs/conn", false},
+		{"socksify_tcp_per_url", "conns/URL", false}, {"socksify_dns_qpc", "queries/URL", false}, {"socksify_errors", "URLs", false},
+		{"socksify_gbps", "Gbit/s", true}, {"socksify_bulk_s", "s", false},
+		{"socksify_bulk_client_cpu_ms_per_gb", "CPU-ms/GB", false}, {"socksify_bulk_server_cpu_ms_per_gb", "CPU-ms/GB", false}},
 }
 
 func scenarioOf(key string) string {
@@ -332,6 +341,7 @@ func render(rf *runFile) string {
 	rf.renderVsPeers(&sb)
 	rf.renderGoals(&sb)
 	rf.renderDNS(&sb)
+	rf.renderSocksify(&sb)
 
 	w("## Detail: median [min–max] over reps; (k/n) = only k of n reps succeeded\n\n")
 	for _, sc := range rf.Scenarios {
@@ -346,7 +356,7 @@ func render(rf *runFile) string {
 			w(" ---: |")
 		}
 		w("\n")
-		for _, t := range rf.Targets {
+		for _, t := range rf.rowsFor(sc) {
 			w("| %s |", t.Name)
 			for _, d := range defs {
 				s := rf.stat(t.Name, d.key)
@@ -731,4 +741,91 @@ func (rf *runFile) renderDNS(sb *strings.Builder) {
 	if len(lines) > 0 {
 		w("\n")
 	}
+}
+
+// rowsFor returns the rows of scenario sc's detail table.
+func (rf *runFile) rowsFor(sc string) []*target {
+	if sc == "socksify" {
+		return rf.SocksifyTargets
+	}
+	return rf.Targets
+}
+
+// renderSocksify is the socksify scenario's table and its goals: curl
+// under socksify against proxy-aware curl, proxychains4 and direct.
+func (rf *runFile) renderSocksify(sb *strings.Builder) {
+	if !rf.hasScenario("socksify") || len(rf.SocksifyTargets) == 0 {
+		return
+	}
+	w := func(format string, args ...any) { fmt.Fprintf(sb, format, args...) }
+	cell := func(name, key string) string { return rf.stat(name, key).cell() }
+	ratio := func(name, key string) string {
+		s, base := rf.stat(name, key), rf.stat(sfyBaseline, key)
+		if s.status != "ok" {
+			return s.cell()
+		}
+		if base.status != "ok" || base.med == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2f×", s.med/base.med)
+	}
+	w("## socksify: an unmodified curl through the gateway (median of %d rep(s))\n\n", rf.Reps)
+	w("All clients run in the network namespace `%s` (resolv.conf: the bench DNS server on 127.0.0.1:53, A 127.0.0.1 for every name under bench.test); the proxied ones go through the same socks6d (no auth) there, which resolves the names with its [resolver] at the same DNS server. ", rf.DNSNetns)
+	w("New connections: one curl process fetches N URLs, each a fresh host name (so each needs a DNS lookup: curl's for direct, the gateway's otherwise) and, with `Connection: close`, a new TCP connection (checked: curl's num_connects, the HTTP server's accepts, the namespace's TCP PassiveOpens); ")
+	w("conn/s = (N−1) / (last − first accept at the HTTP server), so process start-up is apart (first conn: exec to the first accept). ")
+	w("Bulk: one curl download of zeros (size_download / time_total). Ratios are to proxy-aware curl (`%s`).\n\n", sfyBaseline)
+	w("| client | how | new conn/s | × proxy-aware | first conn ms | client CPU-µs/conn | socks6d CPU-µs/conn | TCP conns/URL | DNS queries/URL | bulk Gbit/s | × proxy-aware | client CPU-ms/GB | socks6d CPU-ms/GB | URLs failed |\n")
+	w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, t := range rf.SocksifyTargets {
+		srvConn, srvGB := "n/a", "n/a"
+		if !t.Direct {
+			srvConn, srvGB = cell(t.Name, "socksify_server_cpu_us_per_conn"), cell(t.Name, "socksify_bulk_server_cpu_ms_per_gb")
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.Name, sfyHow(t.Name),
+			cell(t.Name, "socksify_cps"), ratio(t.Name, "socksify_cps"), cell(t.Name, "socksify_first_ms"),
+			cell(t.Name, "socksify_client_cpu_us_per_conn"), srvConn,
+			cell(t.Name, "socksify_tcp_per_url"), cell(t.Name, "socksify_dns_qpc"),
+			cell(t.Name, "socksify_gbps"), ratio(t.Name, "socksify_gbps"),
+			cell(t.Name, "socksify_bulk_client_cpu_ms_per_gb"), srvGB, cell(t.Name, "socksify_errors"))
+	}
+	w("\nClient CPU: curl and, for socksify, its supervisor (user+system of the process and its reaped children, start-up included). DNS queries/URL are counted at the bench DNS server: from curl for direct, from socks6d for the proxied clients (socksify and proxychains4 answer the program's lookups themselves with fake addresses).\n\n")
+
+	var lines []string
+	pass := func(ok bool) string {
+		if ok {
+			return "PASS"
+		}
+		return "FAIL"
+	}
+	for _, g := range []struct {
+		key, what string
+		min       float64
+	}{
+		{"socksify_cps", "new-connection rate", 0.8},
+		{"socksify_gbps", "bulk", 0.9},
+	} {
+		s, base := rf.stat("socksify", g.key), rf.stat(sfyBaseline, g.key)
+		if s.status == "ok" && base.status == "ok" && base.med > 0 {
+			r := s.med / base.med
+			lines = append(lines, fmt.Sprintf("%s: socksify %s ≥ %.1f× proxy-aware curl: %.2f× (%s vs %s)", pass(r >= g.min), g.what, g.min, r, fmt3(s.med), fmt3(base.med)))
+		} else {
+			lines = append(lines, fmt.Sprintf("FAIL: socksify %s ≥ %.1f× proxy-aware curl: not measured (socksify %s, %s %s)", g.what, g.min, s.cell(), sfyBaseline, base.cell()))
+		}
+	}
+	for _, g := range []struct{ key, what string }{{"socksify_cps", "new-connection rate"}, {"socksify_gbps", "bulk"}} {
+		s, pc := rf.stat("socksify", g.key), rf.stat("proxychains4", g.key)
+		switch {
+		case s.status == "ok" && pc.status == "ok":
+			lines = append(lines, fmt.Sprintf("%s: socksify ahead of proxychains4 on %s: %s vs %s (%.2f×)", pass(s.med > pc.med), g.what, fmt3(s.med), fmt3(pc.med), s.med/pc.med))
+		case s.status == "ok":
+			lines = append(lines, fmt.Sprintf("PASS: socksify ahead of proxychains4 on %s: %s vs proxychains4 %s", g.what, fmt3(s.med), pc.cell()))
+		default:
+			lines = append(lines, fmt.Sprintf("FAIL: socksify ahead of proxychains4 on %s: socksify %s", g.what, s.cell()))
+		}
+	}
+	w("### Goals for socksify\n\n")
+	for _, l := range lines {
+		w("- %s\n", l)
+	}
+	w("\n")
 }

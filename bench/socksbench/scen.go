@@ -18,8 +18,10 @@ import (
 // allScenarios in the order they run within a rep. idle runs first so that
 // the first rep measures idle memory on servers that have seen nothing but
 // the fresh-start sample. dns runs against its own server instances in a
-// network namespace (see dns.go).
-var allScenarios = []string{"idle", "conn1", "conn64", "rtt", "udp", "bulk1", "bulk8", "dns"}
+// network namespace (see dns.go); socksify measures clients (curl under
+// socksify, proxychains4, proxy-aware, direct) through the socks6d
+// instance there (see socksify.go).
+var allScenarios = []string{"idle", "conn1", "conn64", "rtt", "udp", "bulk1", "bulk8", "dns", "socksify"}
 
 type config struct {
 	reps        int
@@ -45,6 +47,10 @@ type config struct {
 	dnsSeqDur  time.Duration
 	dnsConc    int
 	dnsConcDur time.Duration
+	// socksify scenario (socksify.go): the clients' programs, the
+	// proxychains4 configuration and the size of the download.
+	sfyCurl, sfyBin, sfyProxychains, sfyPCConf string
+	sfyBulkBytes                               int64
 }
 
 type result struct {
@@ -72,6 +78,10 @@ type bench struct {
 	// dnsTargets are the dns scenario's: the direct path and the server
 	// instances in the namespace (their names match the host targets').
 	dnsTargets []*target
+	// sfyTargets are the socksify scenario's clients; sfyProxy is the
+	// socks6d instance in the namespace they go through.
+	sfyTargets []*target
+	sfyProxy   *target
 	softirq    []int
 	nofile     int
 	idleCap    int // idle connections the harness can hold
@@ -266,6 +276,8 @@ func (b *bench) run(sc string, t *target) (map[string]float64, float64, string, 
 		return b.idle(t)
 	case "dns":
 		return b.dnsMeasure(t)
+	case "socksify":
+		return b.sfyMeasure(t)
 	}
 	return nil, 0, "", fmt.Errorf("unknown scenario %q", sc)
 }

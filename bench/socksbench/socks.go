@@ -33,6 +33,9 @@ type target struct {
 	// Resolver says how the server resolves names in the dns scenario:
 	// "own" (socks6d's [resolver] section), "system", "libc" (run.sh).
 	Resolver string `json:"resolver,omitempty"`
+	// URLs is the socksify scenario's number of URLs per rate run for
+	// this client (calibrated at the start).
+	URLs int `json:"urls,omitempty"`
 
 	pass string
 	ap   netip.AddrPort
