@@ -57,6 +57,7 @@ const (
 	sysRecvmsg      = 47
 	sysBind         = 49
 	sysListen       = 50
+	sysGetsockname  = 51
 	sysGetpeername  = 52
 	sysAccept4      = 288
 	sysRecvmmsg     = 299
@@ -78,6 +79,7 @@ const (
 // Socket constants the filter tests (the same on every Linux
 // architecture).
 const (
+	afUnspec   = 0
 	afUnix     = 1
 	afInet     = 2
 	afInet6    = 10
@@ -179,6 +181,30 @@ func offArg(i int, hi bool) uint32 {
 	return o
 }
 
+// filterOpts are the filter's options.
+type filterOpts struct {
+	getsockname bool // notify getsockname
+}
+
+// String encodes the options for the launcher's command line.
+func (o filterOpts) String() string {
+	if o.getsockname {
+		return "g"
+	}
+	return "-"
+}
+
+// parseFilterOpts decodes String's encoding.
+func parseFilterOpts(s string) (filterOpts, error) {
+	switch s {
+	case "-":
+		return filterOpts{}, nil
+	case "g":
+		return filterOpts{getsockname: true}, nil
+	}
+	return filterOpts{}, fmt.Errorf("socksify launcher: bad filter options %q (this mode is internal)", s)
+}
+
 // notifiedSyscalls are the x86_64 calls that always go to the
 // supervisor. sendto and recvfrom go only when their address argument is
 // not NULL, so that send and recv on connected sockets (every TCP read
@@ -203,7 +229,11 @@ var notifiedSyscalls = []uint32{
 //     and io_uring_setup with ENOSYS, so a 32-bit program cannot reach
 //     the network unproxied; everything else is allowed.
 //   - any other architecture kills the process.
-func buildFilter() ([]bpfInsn, error) {
+//
+// With opts.getsockname, getsockname is notified too (published
+// listeners report the gateway's address); without, it never leaves the
+// kernel, since many programs call it after every connect.
+func buildFilter(opts filterOpts) ([]bpfInsn, error) {
 	a := newAsm()
 	a.ld(offArch)
 	a.jmp(bpfJEQ, auditArchX86_64, "", "not64")
@@ -211,6 +241,9 @@ func buildFilter() ([]bpfInsn, error) {
 	a.jmp(bpfJGE, x32SyscallBit, "kill", "")
 	for _, nr := range notifiedSyscalls {
 		a.jmp(bpfJEQ, nr, "notify", "")
+	}
+	if opts.getsockname {
+		a.jmp(bpfJEQ, sysGetsockname, "notify", "")
 	}
 	a.jmp(bpfJEQ, sysSendto, "addr", "")
 	a.jmp(bpfJEQ, sysRecvfrom, "addr", "")

@@ -60,7 +60,11 @@ func runBPF(t *testing.T, prog []bpfInsn, nr int32, arch uint32, args [6]uint64)
 }
 
 func TestFilter(t *testing.T) {
-	prog, err := buildFilter()
+	prog, err := buildFilter(filterOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	progG, err := buildFilter(filterOpts{getsockname: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +100,7 @@ func TestFilter(t *testing.T) {
 		{"recvmsg", sysRecvmsg, x86, [6]uint64{}, notify},
 		{"recvmmsg", sysRecvmmsg, x86, [6]uint64{}, notify},
 		{"getpeername", sysGetpeername, x86, [6]uint64{}, notify},
-		{"getsockname", 51, x86, [6]uint64{}, allow},
+		{"getsockname", sysGetsockname, x86, [6]uint64{}, allow},
 		{"bind", sysBind, x86, [6]uint64{}, notify},
 		{"listen", sysListen, x86, [6]uint64{}, notify},
 		{"accept", sysAccept, x86, [6]uint64{}, notify},
@@ -138,7 +142,23 @@ func TestFilter(t *testing.T) {
 			if got := runBPF(t, prog, tt.nr, tt.arch, tt.args); got != tt.want {
 				t.Errorf("nr %d arch %#x args %x: got %#x, want %#x", tt.nr, tt.arch, tt.args, got, tt.want)
 			}
+			// With getsockname trapped, only getsockname changes.
+			want := tt.want
+			if tt.nr == sysGetsockname && tt.arch == x86 {
+				want = notify
+			}
+			if got := runBPF(t, progG, tt.nr, tt.arch, tt.args); got != want {
+				t.Errorf("getsockname trapped: nr %d arch %#x args %x: got %#x, want %#x", tt.nr, tt.arch, tt.args, got, want)
+			}
 		})
+	}
+	for _, s := range []string{"-", "g"} {
+		if o, err := parseFilterOpts(s); err != nil || o.String() != s {
+			t.Errorf("filter options %q: %v, %v", s, o, err)
+		}
+	}
+	if _, err := parseFilterOpts("x"); err == nil {
+		t.Error("bad filter options accepted")
 	}
 }
 
@@ -179,13 +199,13 @@ func TestAsm(t *testing.T) {
 // Every trapped or refused x86_64 call is named once in the filter.
 func TestFilterSyscallsDistinct(t *testing.T) {
 	seen := map[uint32]bool{}
-	for _, nr := range append(append([]uint32(nil), notifiedSyscalls...), sysSendto, sysRecvfrom, sysSocket, sysIoUringSetup) {
+	for _, nr := range append(append([]uint32(nil), notifiedSyscalls...), sysSendto, sysRecvfrom, sysSocket, sysIoUringSetup, sysGetsockname) {
 		if seen[nr] {
 			t.Errorf("syscall %d listed twice", nr)
 		}
 		seen[nr] = true
 	}
-	if len(seen) != 14 {
-		t.Errorf("%d syscalls, want 14: %v", len(seen), fmt.Sprint(seen))
+	if len(seen) != 15 {
+		t.Errorf("%d syscalls, want 15: %v", len(seen), fmt.Sprint(seen))
 	}
 }

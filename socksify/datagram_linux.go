@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/socks6/socks6/proto"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,6 +19,7 @@ const (
 	offMsgNamelen   = 8
 	offMsgIov       = 16
 	offMsgIovlen    = 24
+	offMsgCtrl      = 32
 	offMsgCtrllen   = 40
 	offMsgFlags     = 48
 	offMmsgLen      = 56
@@ -42,12 +44,12 @@ func (sup *supervisor) sendto(c call) {
 		sup.cont(c)
 		return
 	}
-	sup.sendDatagram(c, sa, int(c.args[3]), func() ([]byte, error) {
+	sup.sendDatagram(c, sa, int(c.args[3]), func() ([]byte, int, error) {
 		if c.args[2] > maxDatagram {
-			return nil, unix.EMSGSIZE
+			return nil, 0, unix.EMSGSIZE
 		}
 		b := make([]byte, c.args[2])
-		return b, readMem(c.tid, c.args[1], b)
+		return b, 0, readMem(c.tid, c.args[1], b)
 	})
 }
 
@@ -71,13 +73,47 @@ func (sup *supervisor) sendmsg(c call) {
 		sup.cont(c)
 		return
 	}
-	sup.sendDatagram(c, sa, int(c.args[2]), func() ([]byte, error) {
+	sup.sendDatagram(c, sa, int(c.args[2]), func() ([]byte, int, error) {
 		iov, err := readIovecs(c.tid, le64(hdr[offMsgIov:]), le64(hdr[offMsgIovlen:]))
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		return gatherMem(c.tid, iov, maxDatagram)
+		b, err := gatherMem(c.tid, iov, maxDatagram)
+		if err != nil {
+			return nil, 0, err
+		}
+		return b, gsoSize(c.tid, le64(hdr[offMsgCtrl:]), le64(hdr[offMsgCtrllen:])), nil
 	})
+}
+
+// gsoSize returns the segment size of a UDP_SEGMENT control message
+// (UDP generic segmentation offload: the buffer is several datagrams of
+// that size, the last maybe shorter) in the control data at ctrl, or 0.
+func gsoSize(tid int, ctrl, ctrlLen uint64) int {
+	const maxCtrl = 4096
+	if ctrl == 0 || ctrlLen < 16 || ctrlLen > maxCtrl {
+		return 0
+	}
+	b := make([]byte, ctrlLen)
+	if readMem(tid, ctrl, b) != nil {
+		return 0
+	}
+	for len(b) >= 16 {
+		l := le64(b)
+		if l < 16 || l > uint64(len(b)) {
+			return 0
+		}
+		level, typ := int32(le32(b[8:])), int32(le32(b[12:]))
+		if level == unix.SOL_UDP && typ == unix.UDP_SEGMENT && l >= 18 {
+			return int(uint16(b[16]) | uint16(b[17])<<8)
+		}
+		next := (l + 7) &^ 7
+		if next >= uint64(len(b)) {
+			break
+		}
+		b = b[next:]
+	}
+	return 0
 }
 
 // answered answers c after readSockaddr, unless the address was read
@@ -98,8 +134,10 @@ func (sup *supervisor) answered(c call, oc outcome, e syscall.Errno) bool {
 // sendDatagram handles a send with a destination: TCP ignores it (but
 // MSG_FASTOPEN would connect: refused unless direct); a direct
 // destination runs as asked; a DNS query goes to the fake DNS server
-// from the program's own socket; anything else fails with ENETUNREACH.
-func (sup *supervisor) sendDatagram(c call, sa sockaddr, flags int, data func() ([]byte, error)) {
+// from the program's own socket; UDP to anywhere else goes through the
+// socket's association (sendUDP); other protocols fail with
+// ENETUNREACH.
+func (sup *supervisor) sendDatagram(c call, sa sockaddr, flags int, data func() (b []byte, gso int, err error)) {
 	dup, si, err := sup.sock(c)
 	if err != nil {
 		sup.cont(c)
@@ -118,7 +156,8 @@ func (sup *supervisor) sendDatagram(c call, sa sockaddr, flags int, data func() 
 		sup.cont(c)
 		return
 	}
-	switch sup.routeOf(si, sa.ap) {
+	r := sup.routeOf(si, sa.ap)
+	switch r {
 	case routeDirect:
 		sup.cont(c)
 		return
@@ -126,7 +165,7 @@ func (sup *supervisor) sendDatagram(c call, sa sockaddr, flags int, data func() 
 		sup.deny(c, si, sa.ap)
 		return
 	}
-	b, err := data()
+	b, gso, err := data()
 	if err != nil {
 		if sup.valid(c) {
 			sup.fail(c, errnoOf(err))
@@ -134,6 +173,10 @@ func (sup *supervisor) sendDatagram(c call, sa sockaddr, flags int, data func() 
 		return
 	}
 	if !sup.valid(c) {
+		return
+	}
+	if r == routeProxy {
+		sup.sendUDP(c, dup, si, sa.ap, b, gso)
 		return
 	}
 	to, ok := sup.dnsEndpoint(si)
@@ -199,22 +242,19 @@ func (sup *supervisor) sendmmsg(c call) {
 		return
 	}
 	// Read and route every destination before sending anything.
-	type dest struct {
-		sa sockaddr
-		r  route
-	}
-	dests := make([]*dest, vlen)
+	dests := make([]*mmsgDest, vlen)
 	dup, si, err := sup.sock(c)
 	if err != nil {
 		sup.cont(c)
 		return
 	}
-	defer unix.Close(dup)
 	if !si.inet() || si.stream() {
+		unix.Close(dup)
 		sup.cont(c)
 		return
 	}
 	allDirect := true
+	var first *mmsgDest
 	for i := range vlen {
 		m := vec[i*sizeofMmsghdr:]
 		name, namelen := le64(m[offMsgName:]), uint64(le32(m[offMsgNamelen:]))
@@ -223,36 +263,89 @@ func (sup *supervisor) sendmmsg(c call) {
 		}
 		sa, oc, e := sup.readSockaddr(c, name, namelen)
 		if oc != goOn {
+			unix.Close(dup)
 			sup.answered(c, oc, e)
 			return
 		}
 		if !sa.isIP() {
 			continue
 		}
-		d := &dest{sa: sa, r: sup.routeOf(si, sa.ap)}
+		d := &mmsgDest{sa: sa, r: sup.routeOf(si, sa.ap)}
 		dests[i] = d
 		switch d.r {
 		case routeDeny:
+			unix.Close(dup)
 			sup.deny(c, si, sa.ap)
 			return
 		case routeDNS:
 			allDirect = false
+		case routeProxy:
+			allDirect = false
+			var ok bool
+			if d.target, ok = sup.udpTarget(sa.ap); !ok {
+				unix.Close(dup)
+				sup.failEvent(c, Event{Network: "udp", Dest: sa.ap, Errno: syscall.EHOSTUNREACH, Err: errStaleFake})
+				return
+			}
+			if first == nil {
+				first = d
+			}
 		}
 	}
 	if allDirect {
+		unix.Close(dup)
 		sup.cont(c)
 		return
 	}
-	// Emulate the whole call: each message goes out from the program's
-	// socket, DNS queries to the fake DNS server.
-	ep, ok := sup.dnsEndpoint(si)
-	if !ok {
-		sup.fail(c, syscall.ENETUNREACH)
-		return
+	var a *udpAssoc
+	if first != nil {
+		local, err := udpLocal(dup, si)
+		if err != nil {
+			unix.Close(dup)
+			sup.fail(c, errnoOf(err))
+			return
+		}
+		if a, err = sup.udp.assoc(si.ino, c.tid, first.sa.ap, first.target); err != nil {
+			unix.Close(dup)
+			sup.fail(c, syscall.ENETUNREACH)
+			return
+		}
+		a.setLocal(local, si.domain, si.v6only)
+		sup.socks.update(si.ino, func(st *sockState) { st.udp = true })
+		if a.status() == assocPending {
+			sup.wg.Add(1)
+			go func() {
+				defer sup.wg.Done()
+				defer unix.Close(dup)
+				if err := a.wait(sup.ctx); err != nil {
+					sup.fail(c, syscall.ENETUNREACH)
+					return
+				}
+				sup.emulateMmsg(c, dup, si, vec, dests, a)
+			}()
+			return
+		}
 	}
+	sup.emulateMmsg(c, dup, si, vec, dests, a)
+	unix.Close(dup)
+}
+
+// An mmsgDest is the destination of one message of a sendmmsg.
+type mmsgDest struct {
+	sa     sockaddr
+	r      route
+	target proto.Addr // routeProxy
+}
+
+// emulateMmsg sends every message of a sendmmsg the supervisor emulates,
+// each its own way (dests[i] nil: to the connected peer), sets their
+// msg_len and answers the call. a is the socket's association if some
+// message goes through the gateway.
+func (sup *supervisor) emulateMmsg(c call, dup int, si sockInfo, vec []byte, dests []*mmsgDest, a *udpAssoc) {
+	var ep []byte
 	sent := 0
 	var firstErr error
-	for i := range vlen {
+	for i := range dests {
 		m := vec[i*sizeofMmsghdr:]
 		iov, err := readIovecs(c.tid, le64(m[offMsgIov:]), le64(m[offMsgIovlen:]))
 		var b []byte
@@ -263,17 +356,31 @@ func (sup *supervisor) sendmmsg(c call) {
 			firstErr = err
 			break
 		}
-		var to []byte
-		if d := dests[i]; d != nil {
-			switch d.r {
-			case routeDNS:
-				to = ep
-				sup.recordDNS(si.ino, d.sa.ap, b)
-			default:
-				to, _ = appendSockaddr(nil, si.domain, d.sa.ap)
+		var n int
+		switch d := dests[i]; {
+		case d == nil:
+			n, err = rawSendto(dup, b, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil)
+		case d.r == routeProxy:
+			var framed []byte
+			if framed, err = udpFrame(d.target, b); err == nil {
+				a.noteDest(d.sa.ap, d.target)
+				err = a.send(framed)
+				n = len(b)
 			}
+		case d.r == routeDNS:
+			if ep == nil {
+				var ok bool
+				if ep, ok = sup.dnsEndpoint(si); !ok {
+					err = syscall.ENETUNREACH
+					break
+				}
+			}
+			sup.recordDNS(si.ino, d.sa.ap, b)
+			n, err = rawSendto(dup, b, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, ep)
+		default:
+			to, _ := appendSockaddr(nil, si.domain, d.sa.ap)
+			n, err = rawSendto(dup, b, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, to)
 		}
-		n, err := rawSendto(dup, b, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, to)
 		if err != nil {
 			firstErr = err
 			break
@@ -281,7 +388,7 @@ func (sup *supervisor) sendmmsg(c call) {
 		if !sup.valid(c) {
 			return
 		}
-		if err := writeMem(c.tid, c.args[1]+i*sizeofMmsghdr+offMmsgLen, put32(uint32(n))); err != nil {
+		if err := writeMem(c.tid, c.args[1]+uint64(i)*sizeofMmsghdr+offMmsgLen, put32(uint32(n))); err != nil {
 			firstErr = err
 			break
 		}
@@ -306,7 +413,8 @@ type recvTarget struct {
 }
 
 // recvfrom(fd, buf, len, flags, addr, addrlen), trapped when addr is not
-// NULL. Only sockets that sent DNS queries are emulated.
+// NULL. Only sockets that sent DNS queries or whose UDP goes through the
+// gateway are emulated.
 func (sup *supervisor) recvfrom(c call) {
 	dup, si, ok := sup.dnsSocket(c, int(c.args[3]))
 	if !ok {
@@ -329,7 +437,7 @@ func (sup *supervisor) recvfrom(c call) {
 }
 
 // recvmsg(fd, msg, flags) and recvmmsg(fd, msgvec, vlen, flags,
-// timeout); only those with a msg_name on sockets that sent DNS queries
+// timeout); only those with a msg_name on sockets that dnsSocket picks
 // are emulated. recvmmsg receives one message.
 func (sup *supervisor) recvmsg(c call, mmsg bool) {
 	flags := int(c.args[2])
@@ -368,8 +476,9 @@ func (sup *supervisor) recvmsg(c call, mmsg bool) {
 }
 
 // dnsSocket returns a dup of c's socket if the receive must be emulated:
-// a UDP socket that sent DNS queries, and flags the emulation handles.
-// Otherwise it answers CONTINUE.
+// a UDP socket that sent DNS queries or whose UDP goes through the
+// gateway, and flags the emulation handles. Otherwise it answers
+// CONTINUE.
 func (sup *supervisor) dnsSocket(c call, flags int) (int, sockInfo, bool) {
 	if flags&^recvFlagsEmulated != 0 {
 		sup.cont(c)
@@ -380,14 +489,17 @@ func (sup *supervisor) dnsSocket(c call, flags int) (int, sockInfo, bool) {
 		sup.cont(c)
 		return -1, sockInfo{}, false
 	}
-	isDNS := false
-	sup.socks.view(ino, func(st *sockState) { isDNS = st.dns })
-	if !isDNS {
+	emulate := false
+	sup.socks.view(ino, func(st *sockState) { emulate = st.dns || st.udp })
+	if !emulate {
 		unix.Close(dup)
 		sup.cont(c)
 		return -1, sockInfo{}, false
 	}
 	si, err := getSockInfo(dup)
+	if err == nil {
+		si, err = withNonblock(dup, si)
+	}
 	if err != nil || !si.udp() {
 		unix.Close(dup)
 		sup.cont(c)
@@ -445,7 +557,8 @@ func (sup *supervisor) blockingRecv(c call, dup int, si sockInfo, t *recvTarget)
 // tryRecv receives one datagram without blocking and, if there was one,
 // writes it and its source into the thread's memory and answers;
 // answers from the fake DNS server are reported as coming from the
-// server the query was sent to. It reports whether c was answered (or
+// server the query was sent to, and datagrams from the gateway as
+// coming from their origin. It reports whether c was answered (or
 // its thread is gone).
 func (sup *supervisor) tryRecv(c call, dup int, si sockInfo, t *recvTarget) bool {
 	total := 0
@@ -466,7 +579,9 @@ func (sup *supervisor) tryRecv(c call, dup int, si sockInfo, t *recvTarget) bool
 	if sa, err := parseSockaddr(from); err == nil && sa.isIP() {
 		src = sa.ap
 	}
-	if src.IsValid() && sup.dns.isServer(src) {
+	switch {
+	case !src.IsValid():
+	case sup.dns.isServer(src):
 		sup.socks.view(si.ino, func(st *sockState) {
 			src = st.dnsLast
 			if id, ok := dnsQueryID(buf[:got]); ok {
@@ -475,6 +590,17 @@ func (sup *supervisor) tryRecv(c call, dup int, si sockInfo, t *recvTarget) bool
 				}
 			}
 		})
+	case sup.udp.isIngress(src):
+		// From the gateway, to a socket connected through the ingress.
+		sup.socks.view(si.ino, func(st *sockState) {
+			if st.peer.IsValid() {
+				src = st.peer
+			}
+		})
+	default:
+		if o, ok := sup.udp.originOf(src); ok {
+			src = o
+		}
 	}
 	if !sup.valid(c) {
 		return true

@@ -36,8 +36,11 @@ const (
 
 // startDNSServer opens the server's sockets and serves them until close.
 // IPv6 is optional: without ::1, AF_INET6 sockets are redirected to the
-// IPv4-mapped 127.0.0.1.
-func startDNSServer(fake *fakeTable, log *slog.Logger) (*dnsServer, error) {
+// IPv4-mapped 127.0.0.1. With udpByCaller, the UDP sockets are left to
+// the caller, which serves them with serveUDPOnce (the supervisor's
+// notification loop does, on its own thread: a query is then answered
+// without waking a goroutine).
+func startDNSServer(fake *fakeTable, log *slog.Logger, udpByCaller bool) (*dnsServer, error) {
 	d := &dnsServer{fake: fake, log: log, conns: map[net.Conn]struct{}{}}
 	var err error
 	if d.udp4, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
@@ -57,7 +60,7 @@ func startDNSServer(fake *fakeTable, log *slog.Logger) (*dnsServer, error) {
 		}
 	}
 	for _, pc := range []*net.UDPConn{d.udp4, d.udp6} {
-		if pc != nil {
+		if pc != nil && !udpByCaller {
 			d.wg.Add(1)
 			go d.serveUDP(pc)
 		}

@@ -18,8 +18,11 @@
 // program. The supervisor takes the listener with pidfd_open and
 // pidfd_getfd, asks for SYNC_WAKE_UP where the kernel has it (6.6), and
 // answers notifications in one loop on a locked OS thread: decisions
-// that do not block are made and answered inline; only gateway
-// handshakes and blocking receives get a goroutine. It is a child
+// that do not block are made and answered inline, and so is the gateway
+// handshake of a non-blocking connect while no other notification
+// waits (the loop hands it to a goroutine as soon as one does); other
+// handshakes and blocking receives get a goroutine. The same loop
+// answers the fake DNS server's UDP queries. It is a child
 // subreaper, so the program's orphans stay supervised, and
 // [Process.Wait] returns when the listener hangs up: every supervised
 // task is gone.
@@ -27,9 +30,10 @@
 // The filter (x86_64; hand-written classic BPF) checks the architecture:
 // x32 calls kill the process; a 32-bit (i386) program gets EPERM for
 // every network call. It notifies connect, sendmsg, sendmmsg, recvmsg,
-// recvmmsg, getpeername, bind, listen, accept and accept4, and sendto
-// and recvfrom when their address argument is not NULL (so send and
-// recv on connected sockets never leave the kernel). socket() of
+// recvmmsg, getpeername, bind, listen, accept and accept4, getsockname
+// when Supervisor.Publish is set, and sendto and recvfrom when their
+// address argument is not NULL (so send and recv on connected sockets
+// never leave the kernel). socket() of
 // AF_PACKET, or SOCK_RAW in AF_INET or AF_INET6, fails with EPERM;
 // io_uring_setup fails with ENOSYS. Everything else runs unhindered.
 //
@@ -46,10 +50,11 @@
 //   - connect, TCP: loopback, the gateway itself and Supervisor.Direct
 //     run as asked (CONTINUE). Anything else is connected "in-band": the
 //     supervisor connects the program's own socket to the gateway and
-//     runs the handshake and CONNECT on it (client.Dialer.Handshake),
-//     asking for the name when the destination is a fake address, and
-//     then answers the program's connect with 0 or the errno of the
-//     failure (see replyErrno). The program's thread waits meanwhile, so
+//     runs the handshake and CONNECT on it (plain SOCKS5, the greeting
+//     and the request in one write; see Supervisor.Dialer), asking for
+//     the name when the destination is a fake address, and then answers
+//     the program's connect with 0 or the errno of the failure (see
+//     replyErrno). The program's thread waits meanwhile, so
 //     a non-blocking connect returns after one gateway round trip,
 //     already connected (0, not EINPROGRESS), which curl, Go, Python and
 //     OpenSSH accept. The data then flows between the program and the
@@ -67,11 +72,35 @@
 //     (musl's resolver checks it); ancillary data is dropped there.
 //   - getpeername on a socket the supervisor connected: the address the
 //     program asked for (the fake address and port, or the literal).
-//   - UDP and other protocols to anywhere else: loopback and Direct run
-//     as asked; anything else fails with ENETUNREACH. UDP ASSOCIATE is
-//     not implemented yet.
-//   - bind, listen, accept, accept4: run as asked (trapped for the
-//     remote-listen redirection to come).
+//   - UDP to anywhere else (not loopback, the gateway's address or
+//     Direct): through the gateway by UDP ASSOCIATE (RFC 1928), one
+//     association per socket, made at its first datagram (see
+//     udp_linux.go). sendto, sendmsg and sendmmsg with an address are
+//     emulated (UDP_SEGMENT offload is split into its datagrams); connect
+//     points the socket at the supervisor's loopback ingress, which
+//     costs nothing upstream (resolvers connect UDP sockets just to sort
+//     addresses). A fake address is sent as its name. recvfrom, recvmsg
+//     and recvmmsg on such sockets report the address the program sent
+//     to as the source, and getpeername the address it connected to. If
+//     the association cannot be made the send fails with ENETUNREACH (a
+//     connected socket, whose datagram was already accepted, is pointed
+//     at a dead end on loopback: its next call fails with ECONNREFUSED).
+//     An association ends when the gateway closes it or when the
+//     program's socket is gone (a sweep of /proc/self/net/udp every two
+//     seconds). Multicast and broadcast, UDP-Lite and other protocols
+//     fail with ENETUNREACH unless direct.
+//   - listen, accept, accept4: with Supervisor.Publish, a TCP socket it
+//     selects is published at the gateway when it listens (LISTEN on an
+//     extension session of its own, through client.Dialer.ListenConfig)
+//     and stays a real local listening socket too. Each gateway caller
+//     rings a "doorbell", a local connection to the program's socket, so
+//     that select, poll and epoll see it readable; accept is then
+//     emulated, and the doorbell is swapped for the caller's connection
+//     to the gateway, installed in the program with
+//     SECCOMP_IOCTL_NOTIF_ADDFD (no copy in between), with the caller's
+//     address as the peer. getsockname on the listening socket and its
+//     connections reports the gateway's public address. See
+//     listen_linux.go. Otherwise, and bind always, run as asked.
 //
 // If the supervisor dies, the kernel fails every trapped call of the
 // program (ENOSYS): nothing goes out unproxied. A kernel without
@@ -81,13 +110,17 @@
 //
 // # Not done yet
 //
-// UDP other than DNS (UDP ASSOCIATE or in-stream UDP); listen and accept
-// through the gateway; getsockname (reports the program's end of its
-// connection to the gateway); forwarding DNS types other than A, AAAA,
-// PTR, HTTPS and SVCB; TCP Fast Open through the gateway (EOPNOTSUPP);
-// a relay mode for event loops that would rather not wait one gateway
-// round trip in connect; arm64. Programs that enter another network
-// namespace cannot reach the supervisor's loopback DNS server.
+// In-stream UDP (UDP over the TCP control connection, for gateways
+// whose UDP relay the supervisor cannot reach, across NAT or a
+// firewall); publishing again after the gateway's session ended;
+// getsockname on outgoing connections (reports the program's end of its
+// connection to the gateway, or of a UDP socket's to the ingress on
+// loopback); UDP_SEGMENT in sendmmsg;
+// forwarding DNS types other than A, AAAA, PTR, HTTPS and SVCB; TCP
+// Fast Open through the gateway (EOPNOTSUPP); a relay mode for event
+// loops that would rather not wait one gateway round trip in connect;
+// arm64. Programs that enter another network namespace cannot reach the
+// supervisor's loopback DNS server and UDP ingress.
 //
 // This is not a security boundary: a program that wants to escape can
 // (time-of-check races on its own memory, sockets passed in from

@@ -5,12 +5,14 @@ package socksify
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/socks6/socks6/proto"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,9 +46,14 @@ func (sup *supervisor) handle(n *seccompNotif) {
 		sup.recvmsg(c, true)
 	case sysGetpeername:
 		sup.getpeername(c)
+	case sysGetsockname:
+		sup.getsockname(c)
+	case sysListen:
+		sup.listen(c)
+	case sysAccept, sysAccept4:
+		sup.accept(c)
 	default:
-		// bind, listen, accept, accept4: trapped for the listen/accept
-		// redirection to come; for now they run as asked.
+		// bind runs as asked.
 		sup.cont(c)
 	}
 }
@@ -159,13 +166,18 @@ func (sup *supervisor) sockIno(c call) (uint64, int, error) {
 }
 
 // routeOf returns the route of dst for socket si. Protocols other than
-// TCP and UDP (ICMP echo sockets, SCTP, …) are only direct or denied.
+// TCP and UDP (ICMP echo sockets, SCTP, UDP-Lite, …) are only direct or
+// denied.
 func (sup *supervisor) routeOf(si sockInfo, dst netip.AddrPort) route {
 	switch {
 	case si.stream():
 		return sup.pol.route(true, dst)
 	case si.udp():
-		return sup.pol.route(false, dst)
+		r := sup.pol.route(false, dst)
+		if r == routeProxy && si.proto != unix.IPPROTO_UDP {
+			return routeDeny // UDP-Lite: the gateway relays UDP
+		}
+		return r
 	}
 	if r := sup.pol.route(false, dst); r == routeDirect {
 		return r
@@ -178,6 +190,10 @@ func (sup *supervisor) connect(c call) {
 	sa, oc, e := sup.readSockaddr(c, c.args[1], c.args[2])
 	switch oc {
 	case goCont:
+		if sa.family == afUnspec {
+			sup.disconnect(c)
+			return
+		}
 		sup.cont(c)
 		return
 	case goFail:
@@ -215,7 +231,7 @@ func (sup *supervisor) connect(c call) {
 	sup.log.Debug("socksify: connect", "tid", c.tid, "dst", dst, "stream", si.stream(), "route", r)
 	switch r {
 	case routeDirect:
-		sup.socks.view(si.ino, func(st *sockState) { st.peer = netip.AddrPort{} })
+		sup.forgetPeer(si)
 		unix.Close(dup)
 		sup.cont(c)
 	case routeDeny:
@@ -227,13 +243,45 @@ func (sup *supervisor) connect(c call) {
 	case routeDNS:
 		sup.connectDNS(c, dup, si, dst)
 	case routeProxy:
-		if int(sa.family) != si.domain {
+		// TCP wants the socket's own family (tcp_v4_connect,
+		// tcp_v6_connect); UDP over IPv6 takes an AF_INET address too
+		// unless IPV6_V6ONLY (ip6_datagram_connect).
+		v4on6 := si.udp() && sa.family == afInet && si.domain == unix.AF_INET6 && !si.v6only
+		if int(sa.family) != si.domain && !v4on6 {
 			unix.Close(dup)
-			sup.fail(c, syscall.EAFNOSUPPORT) // as tcp_v4_connect and tcp_v6_connect
+			sup.fail(c, syscall.EAFNOSUPPORT)
+			return
+		}
+		if si.udp() {
+			sup.connectUDP(c, dup, si, dst)
 			return
 		}
 		sup.connectProxy(c, dup, si, dst)
 	}
+}
+
+// forgetPeer forgets where the socket si was connected through the
+// supervisor: it is being connected elsewhere or disconnected.
+func (sup *supervisor) forgetPeer(si sockInfo) {
+	udp := false
+	sup.socks.view(si.ino, func(st *sockState) { st.peer, udp = netip.AddrPort{}, st.udp })
+	if udp {
+		sup.udp.dropConn(si.ino)
+	}
+}
+
+// disconnect handles connect(AF_UNSPEC), which the kernel runs as asked:
+// a UDP socket that was connected through the supervisor forgets its
+// peer.
+func (sup *supervisor) disconnect(c call) {
+	dup, si, err := sup.sock(c)
+	if err == nil {
+		if si.udp() {
+			sup.forgetPeer(si)
+		}
+		unix.Close(dup)
+	}
+	sup.cont(c)
 }
 
 // deny fails a datagram the program may not send with ENETUNREACH and
@@ -264,7 +312,7 @@ func (sup *supervisor) failEvent(c call, ev Event) {
 	sup.onConnect(ev)
 }
 
-var errNoUDP = errors.New("socksify: only TCP and DNS are redirected yet; other traffic to non-direct destinations is refused")
+var errNoUDP = errors.New("socksify: only TCP and unicast UDP go through the gateway; other traffic to non-direct destinations is refused")
 
 // connectDNS connects the program's socket to the fake DNS server, which
 // answers as the server the program asked for. The answer is that of
@@ -280,7 +328,7 @@ func (sup *supervisor) connectDNS(c call, dup int, si sockInfo, dst netip.AddrPo
 	err := rawConnect(dup, raw)
 	if err == nil || err == unix.EINPROGRESS {
 		sup.socks.update(si.ino, func(st *sockState) {
-			st.peer = dst
+			st.peer, st.domain = dst, si.domain
 			if si.udp() {
 				st.dns, st.dnsLast = true, dst
 			}
@@ -300,6 +348,7 @@ func (sup *supervisor) connectDNS(c call, dup int, si sockInfo, dst netip.AddrPo
 func (sup *supervisor) connectProxy(c call, dup int, si sockInfo, dst netip.AddrPort) {
 	c.start = time.Now()
 	var target string
+	var taddr proto.Addr
 	ip := dst.Addr().Unmap()
 	if isFake(ip) {
 		name, ok := sup.fake.name(ip)
@@ -310,8 +359,10 @@ func (sup *supervisor) connectProxy(c call, dup int, si sockInfo, dst netip.Addr
 			return
 		}
 		target = net.JoinHostPort(name, strconv.Itoa(int(dst.Port())))
+		taddr = proto.Addr{FQDN: name, Port: dst.Port()}
 	} else {
-		target = netip.AddrPortFrom(ip, dst.Port()).String()
+		ap := netip.AddrPortFrom(ip, dst.Port())
+		target, taddr = ap.String(), proto.AddrFromAddrPort(ap)
 	}
 	gw, ok := sup.gatewayFor(si)
 	if !ok {
@@ -319,8 +370,18 @@ func (sup *supervisor) connectProxy(c call, dup int, si sockInfo, dst netip.Addr
 		sup.failEvent(c, Event{Network: "tcp", Dest: dst, Target: target, Errno: syscall.ENETUNREACH, Err: errGatewayFamily})
 		return
 	}
+	si, err := withNonblock(dup, si)
+	if err != nil {
+		unix.Close(dup)
+		sup.fail(c, errnoOf(err))
+		return
+	}
+	if sup.plain && sup.dialer.Username == "" && si.nonblock {
+		sup.startInband(c, dup, si, dst, target, taddr, gw)
+		return
+	}
 	sup.wg.Add(1)
-	go sup.handshake(c, dup, si, dst, target, gw)
+	go sup.handshake(c, dup, si, dst, target, taddr, gw)
 }
 
 var (
@@ -356,11 +417,10 @@ func (sup *supervisor) gatewayFor(si sockInfo) ([]byte, bool) {
 // handshake and CONNECT on it, and answers the program's connect: 0 on
 // success (also for a non-blocking socket: its connect returns only now,
 // one gateway round trip later, already connected), else the errno of
-// the failure. A failed socket is disconnected (connect AF_UNSPEC), so
-// the gateway's connection does not linger in it.
-func (sup *supervisor) handshake(c call, dup int, si sockInfo, dst netip.AddrPort, target string, gw []byte) {
+// the failure. It runs on a goroutine: for blocking sockets, with
+// credentials, and with the extensions (see startInband for the rest).
+func (sup *supervisor) handshake(c call, dup int, si sockInfo, dst netip.AddrPort, target string, taddr proto.Addr, gw []byte) {
 	defer sup.wg.Done()
-	defer unix.Close(dup)
 	ctx, cancel := sup.ctx, context.CancelFunc(func() {})
 	if sup.timeout > 0 {
 		ctx, cancel = context.WithTimeout(sup.ctx, sup.timeout)
@@ -370,15 +430,30 @@ func (sup *supervisor) handshake(c call, dup int, si sockInfo, dst netip.AddrPor
 	err := connectCtx(ctx, dup, gw, si.nonblock)
 	if err == nil {
 		connected = true
-		_, err = sup.dialer.Handshake(ctx, newFDConn(dup), "tcp", target)
+		if sup.plain {
+			d := sup.dialer
+			_, err = socks5Request(ctx, newFDConn(dup), d.Username, d.Password, proto.CommandConnect, taddr)
+		} else {
+			_, err = sup.dialer.Handshake(ctx, newFDConn(dup), "tcp", target)
+		}
 	}
+	sup.answerConnect(c, dup, si, dst, target, err, connected)
+}
+
+// answerConnect answers the program's connect after the handshake: 0 if
+// err is nil, else the errno of the failure, and then closes dup. A
+// failed socket that was connected to the gateway is disconnected
+// (connect AF_UNSPEC), so the gateway's connection does not linger in
+// it.
+func (sup *supervisor) answerConnect(c call, dup int, si sockInfo, dst netip.AddrPort, target string, err error, connected bool) {
+	defer unix.Close(dup)
 	errno := handshakeErrno(err)
-	var ev Event
+	name := ""
 	if sup.onConnect != nil {
-		ev = Event{Pid: c.tid, Comm: comm(c.tid), Network: "tcp", Dest: dst, Target: target, Err: err, Errno: errno}
+		name = comm(c.tid) // while the thread still waits
 	}
 	if errno == 0 {
-		sup.socks.update(si.ino, func(st *sockState) { st.peer = dst })
+		sup.socks.update(si.ino, func(st *sockState) { st.peer, st.domain = dst, si.domain })
 		sup.ret(c, 0)
 	} else {
 		if connected {
@@ -386,10 +461,11 @@ func (sup *supervisor) handshake(c call, dup int, si sockInfo, dst netip.AddrPor
 		}
 		sup.fail(c, errno)
 	}
-	sup.log.Debug("socksify: connect through the gateway", "tid", c.tid, "dst", dst, "target", target, "errno", errno, "err", err, "dur", time.Since(c.start))
+	if sup.log.Enabled(sup.ctx, slog.LevelDebug) {
+		sup.log.Debug("socksify: connect through the gateway", "tid", c.tid, "dst", dst, "target", target, "errno", errno, "err", err, "dur", time.Since(c.start))
+	}
 	if sup.onConnect != nil {
-		ev.Duration = time.Since(c.start)
-		sup.onConnect(ev)
+		sup.onConnect(Event{Pid: c.tid, Comm: name, Network: "tcp", Dest: dst, Target: target, Err: err, Errno: errno, Duration: time.Since(c.start)})
 	}
 }
 
@@ -447,18 +523,22 @@ func (sup *supervisor) getpeername(c call) {
 		sup.cont(c)
 		return
 	}
-	defer unix.Close(dup)
 	var peer netip.AddrPort
-	sup.socks.view(ino, func(st *sockState) { peer = st.peer })
+	var domain int
+	sup.socks.view(ino, func(st *sockState) { peer, domain = st.peer, st.domain })
 	if !peer.IsValid() {
+		unix.Close(dup)
 		sup.cont(c)
 		return
 	}
-	domain, err := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_DOMAIN)
-	if err != nil {
-		sup.cont(c)
-		return
+	if domain == 0 {
+		if domain, err = unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil {
+			unix.Close(dup)
+			sup.cont(c)
+			return
+		}
 	}
+	unix.Close(dup)
 	raw, err := appendSockaddr(nil, domain, peer)
 	if err != nil {
 		sup.cont(c)
@@ -470,26 +550,33 @@ func (sup *supervisor) getpeername(c call) {
 // writeAddr stores raw at addr (truncated to *lenp bytes) and its length
 // at lenp, as getpeername and recvfrom do, and answers 0.
 func (sup *supervisor) writeAddr(c call, raw []byte, addr, lenp uint64) {
+	e, gone := sup.writeAddrMem(c, raw, addr, lenp)
+	switch {
+	case gone:
+	case e != 0:
+		sup.fail(c, e)
+	default:
+		sup.ret(c, 0)
+	}
+}
+
+// writeAddrMem stores raw at addr (truncated to *lenp bytes) and its
+// length at lenp, and returns the errno the call would fail with, or
+// gone if the thread is gone.
+func (sup *supervisor) writeAddrMem(c call, raw []byte, addr, lenp uint64) (e syscall.Errno, gone bool) {
 	var lb [4]byte
 	if err := readMem(c.tid, lenp, lb[:]); err != nil {
-		sup.fail(c, syscall.EFAULT)
-		return
+		return syscall.EFAULT, false
 	}
 	l := int32(le32(lb[:]))
 	if l < 0 {
-		sup.fail(c, syscall.EINVAL)
-		return
+		return syscall.EINVAL, false
 	}
 	if !sup.valid(c) {
-		return
+		return 0, true
 	}
-	if err := writeMem(c.tid, addr, raw[:min(int(l), len(raw))]); err != nil {
-		sup.fail(c, syscall.EFAULT)
-		return
+	if err := writeMem2(c.tid, addr, raw[:min(int(l), len(raw))], lenp, put32(uint32(len(raw)))); err != nil {
+		return syscall.EFAULT, false
 	}
-	if err := writeMem(c.tid, lenp, put32(uint32(len(raw)))); err != nil {
-		sup.fail(c, syscall.EFAULT)
-		return
-	}
-	sup.ret(c, 0)
+	return 0, false
 }

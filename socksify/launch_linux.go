@@ -36,7 +36,7 @@ import (
 //  4. execve the program, which inherits the filter.
 func Launch(args []string) error {
 	runtime.LockOSThread() // never unlocked: this thread execs or the process exits
-	if len(args) < 4 {
+	if len(args) < 5 {
 		return errors.New("socksify launcher: missing arguments (this mode is internal)")
 	}
 	status, err1 := strconv.Atoi(args[0])
@@ -44,7 +44,11 @@ func Launch(args []string) error {
 	if err1 != nil || err2 != nil {
 		return errors.New("socksify launcher: bad descriptor arguments (this mode is internal)")
 	}
-	path, argv := args[2], args[3:]
+	opts, err := parseFilterOpts(args[2])
+	if err != nil {
+		return err
+	}
+	path, argv := args[3], args[4:]
 	report := func(msg string) error {
 		_, err := unix.Write(status, []byte(msg))
 		return err
@@ -57,7 +61,7 @@ func Launch(args []string) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fail("prctl(PR_SET_NO_NEW_PRIVS)", err)
 	}
-	prog, err := buildFilter()
+	prog, err := buildFilter(opts)
 	if err != nil {
 		return fail("building the seccomp filter", err)
 	}

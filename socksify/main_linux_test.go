@@ -51,7 +51,7 @@ func filterChild() int {
 		fmt.Println("prctl:", err)
 		return 2
 	}
-	prog, err := buildFilter()
+	prog, err := buildFilter(filterOpts{})
 	if err != nil {
 		fmt.Println("build:", err)
 		return 2

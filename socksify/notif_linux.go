@@ -73,6 +73,41 @@ func notifReturn(lfd int, id uint64, val int64, errno syscall.Errno) error {
 	return ioctlPtr(lfd, unix.SECCOMP_IOCTL_NOTIF_SEND, unsafe.Pointer(&r))
 }
 
+// seccompNotifAddfd is struct seccomp_notif_addfd.
+type seccompNotifAddfd struct {
+	ID         uint64
+	Flags      uint32
+	Srcfd      uint32
+	Newfd      uint32
+	NewfdFlags uint32
+}
+
+var (
+	_ [24 - unsafe.Sizeof(seccompNotifAddfd{})]byte
+	_ [unsafe.Sizeof(seccompNotifAddfd{}) - 24]byte
+)
+
+// notifAddFDSend installs a duplicate of the supervisor's fd src in the
+// notifying process (close-on-exec if cloexec) and, in the same step,
+// answers the notification with the new fd's number
+// (SECCOMP_ADDFD_FLAG_SEND, Linux 5.14), which it returns.
+func notifAddFDSend(lfd int, id uint64, src int, cloexec bool) (int, error) {
+	a := seccompNotifAddfd{ID: id, Flags: unix.SECCOMP_ADDFD_FLAG_SEND, Srcfd: uint32(src)}
+	if cloexec {
+		a.NewfdFlags = unix.O_CLOEXEC
+	}
+	for {
+		r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(lfd), unix.SECCOMP_IOCTL_NOTIF_ADDFD, uintptr(unsafe.Pointer(&a)))
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return -1, e
+		}
+		return int(r), nil
+	}
+}
+
 // notifSetSyncWakeUp asks the kernel (6.6 and later) to wake the
 // supervisor on the notifying thread's CPU and switch to it at once,
 // which halves the cost of a notification handled inline.

@@ -2,7 +2,6 @@ package socksify
 
 import (
 	"net/netip"
-	"slices"
 )
 
 // A route is what happens to a program's connection or datagram.
@@ -10,7 +9,7 @@ type route uint8
 
 const (
 	routeDirect route = iota // the kernel does it as asked (CONTINUE)
-	routeProxy               // TCP: CONNECT through the gateway, in-band
+	routeProxy               // TCP: CONNECT through the gateway, in-band; UDP: UDP ASSOCIATE
 	routeDNS                 // port 53: answered by the fake DNS server
 	routeDeny                // fails with ENETUNREACH: it would leak
 )
@@ -42,11 +41,14 @@ type policy struct {
 //     even a local resolver such as 127.0.0.53 is answered by us);
 //  2. loopback and the unspecified address (which means loopback):
 //     direct;
-//  3. the gateway itself, for TCP: direct;
-//  4. a fake address: proxied by name for TCP; denied for UDP;
+//  3. the gateway itself: direct (for UDP, any port of the gateway's
+//     address: a proxy-aware program sends its own UDP ASSOCIATE
+//     datagrams to the gateway's relay port);
+//  4. a fake address: proxied by name;
 //  5. a direct range: direct;
-//  6. anything else: proxied for TCP; denied for UDP (UDP ASSOCIATE is
-//     not implemented yet, and sending it direct would leak).
+//  6. UDP to a multicast or broadcast address: denied (a gateway relays
+//     unicast only, and sending it direct would leak);
+//  7. anything else: proxied (TCP by CONNECT, UDP by UDP ASSOCIATE).
 func (p *policy) route(stream bool, dst netip.AddrPort) route {
 	ip := dst.Addr().Unmap().WithZone("")
 	if dst.Port() == 53 {
@@ -55,24 +57,23 @@ func (p *policy) route(stream bool, dst netip.AddrPort) route {
 	if ip.IsLoopback() || ip.IsUnspecified() {
 		return routeDirect
 	}
-	if stream && slices.Contains(p.gateway, netip.AddrPortFrom(ip, dst.Port())) {
-		return routeDirect
+	for _, gw := range p.gateway {
+		if gw.Addr() == ip && (!stream || gw.Port() == dst.Port()) {
+			return routeDirect
+		}
 	}
 	if isFake(ip) {
-		if stream {
-			return routeProxy
-		}
-		return routeDeny
+		return routeProxy
 	}
 	for _, pr := range p.direct {
 		if pr.Contains(ip) {
 			return routeDirect
 		}
 	}
-	if stream {
-		return routeProxy
+	if !stream && (ip.IsMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
+		return routeDeny
 	}
-	return routeDeny
+	return routeProxy
 }
 
 // unixPathRefused reports whether a connect to the AF_UNIX path p fails

@@ -188,19 +188,25 @@ func TestPolicy(t *testing.T) {
 		{"[2001:db8::53]:53", true, routeDNS},
 		{"10.1.2.3:53", false, routeDNS}, // DNS even in a direct range
 		{"192.0.2.1:1080", true, routeDirect},
-		{"192.0.2.1:1080", false, routeDeny},
+		{"192.0.2.1:1080", false, routeDirect},
+		{"192.0.2.1:40000", false, routeDirect}, // the gateway's UDP relay ports
+		{"192.0.2.1:40000", true, routeProxy},
 		{"192.0.2.1:1081", true, routeProxy},
 		{"198.18.0.1:443", true, routeProxy},
 		{"[fd00:5eed::1]:443", true, routeProxy},
-		{"198.18.0.1:443", false, routeDeny},
+		{"198.18.0.1:443", false, routeProxy},
+		{"[fd00:5eed::1]:443", false, routeProxy},
 		{"10.1.2.3:22", true, routeDirect},
 		{"10.1.2.3:123", false, routeDirect},
 		{"[fd12::1]:80", true, routeDirect},
 		{"[::ffff:10.1.2.3]:80", true, routeDirect},
 		{"203.0.113.5:443", true, routeProxy},
-		{"203.0.113.5:443", false, routeDeny},
+		{"203.0.113.5:443", false, routeProxy},
 		{"[fe80::1%2]:22", true, routeProxy},
 		{"224.0.0.251:5353", false, routeDeny},
+		{"255.255.255.255:67", false, routeDeny},
+		{"[ff02::fb]:5353", false, routeDeny},
+		{"[ff02::fb]:5353", true, routeProxy},
 	}
 	for _, tt := range tests {
 		if got := p.route(tt.stream, netip.MustParseAddrPort(tt.dst)); got != tt.want {

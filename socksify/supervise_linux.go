@@ -98,7 +98,9 @@ func (s *Supervisor) Start(ctx context.Context, path string, argv []string, attr
 		gw:        gws,
 		fake:      newFakeTable(0),
 		onConnect: s.OnConnect,
+		onListen:  s.OnListen,
 		timeout:   s.Dialer.Timeout,
+		plain:     s.Dialer.Extensions != client.ExtRequire && s.Dialer.Family == 0,
 	}
 	for _, p := range s.Direct {
 		sup.pol.direct = append(sup.pol.direct, netip.PrefixFrom(p.Addr().Unmap(), max(0, p.Bits()-unmapBits(p.Addr()))).Masked())
@@ -108,12 +110,25 @@ func (s *Supervisor) Start(ctx context.Context, path string, argv []string, attr
 	}
 	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	sup.ctx, sup.cancel = base, cancel
-	if sup.dns, err = startDNSServer(sup.fake, log); err != nil {
+	if sup.dns, err = startDNSServer(sup.fake, log, true); err != nil {
 		cancel()
 		return nil, fmt.Errorf("socksify: starting the fake DNS server: %w", err)
 	}
+	sup.dnsFDs, sup.dnsBuf = sup.dns.udpFDs(), make([]byte, 65535)
+	if sup.udp, err = newUDPRelay(sup); err != nil {
+		sup.dns.close()
+		cancel()
+		return nil, fmt.Errorf("socksify: opening the UDP relay's sockets: %w", err)
+	}
+	if s.Publish != nil {
+		sup.lis = newListenMgr(sup, s.Publish)
+	}
 	p, err := sup.launch(ctx, launcher, path, argv, attr)
 	if err != nil {
+		if sup.lis != nil {
+			sup.lis.close()
+		}
+		sup.udp.close()
 		sup.dns.close()
 		cancel()
 		return nil, err
@@ -183,7 +198,8 @@ func (sup *supervisor) launch(ctx context.Context, launcher, path string, argv [
 		env = os.Environ()
 	}
 	env = setEnv(env, SupervisedEnv, "1")
-	largv := append([]string{launcher, LauncherArg, strconv.Itoa(statusFD), strconv.Itoa(goFD), path}, argv...)
+	opts := filterOpts{getsockname: sup.lis != nil}
+	largv := append([]string{launcher, LauncherArg, strconv.Itoa(statusFD), strconv.Itoa(goFD), opts.String(), path}, argv...)
 
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		statusW.Close()
@@ -354,9 +370,12 @@ func (p *Process) reap() {
 // listener hangs up (POLLHUP: no task uses the filter any more). Fast
 // decisions (CONTINUE, errors, redirections to loopback) are made and
 // answered inline, without handing the notification to a goroutine
-// (which would cost several times the inline path); only calls that
-// block (gateway handshakes, blocking receives) get a goroutine, which
-// answers when it is done.
+// (which would cost several times the inline path); so is an in-band
+// CONNECT while no other notification waits (see startInband). Only
+// calls that block otherwise (gateway handshakes, blocking receives) get
+// a goroutine, which answers when it is done. The loop also answers the
+// fake DNS server's UDP queries, on the same thread: a program's query
+// then needs no goroutine to wake.
 func (p *Process) serve() {
 	defer close(p.loopDone)
 	runtime.LockOSThread()
@@ -364,14 +383,24 @@ func (p *Process) serve() {
 	sup := p.sup
 	var n seccompNotif
 	fds := []unix.PollFd{{Fd: int32(sup.lfd), Events: unix.POLLIN}}
+	for _, fd := range sup.dnsFDs {
+		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+	}
 	for {
-		fds[0].Revents = 0
+		for i := range fds {
+			fds[i].Revents = 0
+		}
 		if _, err := unix.Poll(fds, -1); err != nil {
 			if err == unix.EINTR {
 				continue
 			}
 			sup.log.Error("socksify: polling the seccomp listener", "err", err)
 			return
+		}
+		for _, f := range fds[1:] {
+			if f.Revents != 0 {
+				sup.dns.serveUDPOnce(int(f.Fd), sup.dnsBuf)
+			}
 		}
 		rev := fds[0].Revents
 		if rev&unix.POLLIN != 0 {
@@ -404,10 +433,16 @@ type supervisor struct {
 	gw        []netip.AddrPort // the gateway's addresses
 	fake      *fakeTable
 	dns       *dnsServer
+	dnsFDs    []int  // the fake DNS server's UDP sockets, served by the loop
+	dnsBuf    []byte // the loop's buffer for them
+	udp       *udpRelay
+	lis       *listenMgr // nil unless Supervisor.Publish is set
 	socks     sockTable
 	pidfds    pidfdCache // the notification loop's only
 	onConnect func(Event)
+	onListen  func(ListenEvent)
 	timeout   time.Duration // bounds reaching the gateway plus the handshake; negative: none
+	plain     bool          // CONNECT in plain SOCKS5, pipelined (socks5Request); else client.Dialer.Handshake
 
 	ctx    context.Context // parent of the handshakes' contexts; cancelled by shutdown
 	cancel context.CancelFunc
@@ -421,5 +456,9 @@ func (sup *supervisor) shutdown() {
 	sup.wg.Wait()
 	sup.pidfds.close()
 	unix.Close(sup.lfd)
+	if sup.lis != nil {
+		sup.lis.close()
+	}
+	sup.udp.close()
 	sup.dns.close()
 }

@@ -27,8 +27,14 @@ type Supervisor struct {
 	// Dialer reaches the gateway; it is required. Its ProxyAddress names
 	// the gateway (a host name is resolved once, when Start is called);
 	// its credentials, Extensions and Timeout apply to every connection.
-	// ProxyDial is not used: the handshake runs on the program's own
-	// socket, which the supervisor connects to the gateway.
+	// CONNECT and UDP ASSOCIATE speak plain SOCKS5 (RFC 1928, RFC 1929),
+	// which CONNECT needs nothing more of, and which pipelines: without
+	// credentials the greeting and the request go out together, one round
+	// trip to the gateway. With Extensions ExtRequire, or a Family,
+	// CONNECT runs client.Dialer.Handshake with the extensions instead
+	// (three round trips), and UDP fails. Publish needs the extensions
+	// (LISTEN). ProxyDial is not used: the handshake runs on the
+	// program's own socket, which the supervisor connects to the gateway.
 	Dialer *client.Dialer
 
 	// Direct lists the address ranges the program reaches directly,
@@ -41,6 +47,22 @@ type Supervisor struct {
 	// program makes through the gateway, after the program's connect has
 	// returned. It is called from several goroutines at once.
 	OnConnect func(Event)
+
+	// Publish, if not nil, selects the program's TCP listening sockets
+	// to publish at the gateway, by the address each listens on: the
+	// gateway opens a listener (LISTEN, which needs a gateway that speaks
+	// the SOCKS6 extensions) on the same port if it is free, another
+	// otherwise, and its callers are accepted by the program as if they
+	// had connected to its own socket, which also keeps listening
+	// locally. It is called from the notification loop and must return
+	// quickly. With Publish set, getsockname is trapped too.
+	Publish func(local netip.AddrPort) bool
+
+	// OnListen, if not nil, is called when a listening socket that
+	// Publish selected is published at the gateway (or could not be),
+	// and when its publication ends. It is called from several
+	// goroutines at once.
+	OnListen func(ListenEvent)
 
 	// Launcher is the executable Start runs in launcher mode (see
 	// Launch). Empty means os.Executable(): the running program, whose
@@ -71,4 +93,15 @@ func (s *Supervisor) logger() *slog.Logger {
 		return s.Logger
 	}
 	return slog.Default()
+}
+
+// A ListenEvent reports what happened to one of the program's listening
+// sockets that Supervisor.Publish selected.
+type ListenEvent struct {
+	Pid    int            // the ID of the program's thread that called listen
+	Comm   string         // its command name
+	Local  netip.AddrPort // the program's listening address
+	Public netip.AddrPort // where callers reach it through the gateway (when Err is nil)
+	Err    error          // why the gateway did not publish it, or why publishing ended
+	Closed bool           // publishing ended: the program closed the socket, or the gateway's session ended
 }

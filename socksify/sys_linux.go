@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -46,6 +47,26 @@ func writeMem(tid int, addr uint64, b []byte) error {
 		return err
 	}
 	if n != len(b) {
+		return unix.EFAULT
+	}
+	return nil
+}
+
+// writeMem2 writes a at addrA and b at addrB of thread tid's address
+// space, in one call.
+func writeMem2(tid int, addrA uint64, a []byte, addrB uint64, b []byte) error {
+	if len(a) == 0 {
+		return writeMem(tid, addrB, b)
+	}
+	local := make([]byte, 0, len(a)+len(b))
+	local = append(append(local, a...), b...)
+	n, err := unix.ProcessVMWritev(tid,
+		[]unix.Iovec{{Base: &local[0], Len: uint64(len(local))}},
+		[]unix.RemoteIovec{{Base: uintptr(addrA), Len: len(a)}, {Base: uintptr(addrB), Len: len(b)}}, 0)
+	if err != nil {
+		return err
+	}
+	if n != len(local) {
 		return unix.EFAULT
 	}
 	return nil
@@ -236,13 +257,41 @@ func signalPending(tid int) bool {
 	return pend&^blk != 0
 }
 
-// comm returns thread tid's command name, for logs.
+// comm returns thread tid's command name, for logs. Names are cached
+// for commCacheFor: a program that connects often is not read from /proc
+// each time (a thread that renames itself may show its old name a
+// moment longer).
 func comm(tid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/comm")
-	if err != nil {
-		return "?"
+	now := time.Now()
+	commCache.mu.Lock()
+	if e, ok := commCache.m[tid]; ok && now.Sub(e.at) < commCacheFor {
+		commCache.mu.Unlock()
+		return e.name
 	}
-	return string(bytes.TrimSpace(b))
+	commCache.mu.Unlock()
+	name := "?"
+	if b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/comm"); err == nil {
+		name = string(bytes.TrimSpace(b))
+	}
+	commCache.mu.Lock()
+	if commCache.m == nil || len(commCache.m) >= 1024 {
+		commCache.m = map[int]commEntry{}
+	}
+	commCache.m[tid] = commEntry{name, now}
+	commCache.mu.Unlock()
+	return name
+}
+
+const commCacheFor = time.Second
+
+type commEntry struct {
+	name string
+	at   time.Time
+}
+
+var commCache struct {
+	mu sync.Mutex
+	m  map[int]commEntry
 }
 
 // A sockInfo describes one of the program's sockets, through a dup.
@@ -251,7 +300,7 @@ type sockInfo struct {
 	domain   int
 	typ      int
 	proto    int
-	nonblock bool // O_NONBLOCK on the shared open file description
+	nonblock bool // O_NONBLOCK on the shared open file description (withNonblock sets it)
 	v6only   bool // IPV6_V6ONLY, for AF_INET6
 }
 
@@ -279,7 +328,9 @@ func sockInode(fd int) (uint64, error) {
 	return st.Ino, nil
 }
 
-// getSockInfo describes the socket fd.
+// getSockInfo describes the socket fd, with as few calls as it can: the
+// protocol says the type for TCP and UDP. nonblock is left for
+// withNonblock.
 func getSockInfo(fd int) (sockInfo, error) {
 	var si sockInfo
 	var err error
@@ -289,21 +340,34 @@ func getSockInfo(fd int) (sockInfo, error) {
 	if si.domain, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil {
 		return si, err
 	}
-	if si.typ, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil {
-		return si, err
-	}
 	if si.proto, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil {
 		return si, err
 	}
+	switch si.proto {
+	case unix.IPPROTO_TCP, unix.IPPROTO_MPTCP:
+		si.typ = unix.SOCK_STREAM
+	case unix.IPPROTO_UDP, unix.IPPROTO_UDPLITE:
+		si.typ = unix.SOCK_DGRAM
+	default:
+		if si.typ, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil {
+			return si, err
+		}
+	}
+	if si.domain == unix.AF_INET6 {
+		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
+		si.v6only = err == nil && v != 0
+	}
+	return si, nil
+}
+
+// withNonblock returns si with nonblock set from fd's file status flags
+// (O_NONBLOCK, which the program's descriptor shares).
+func withNonblock(fd int, si sockInfo) (sockInfo, error) {
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil {
 		return si, err
 	}
 	si.nonblock = fl&unix.O_NONBLOCK != 0
-	if si.domain == unix.AF_INET6 {
-		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
-		si.v6only = err == nil && v != 0
-	}
 	return si, nil
 }
 
@@ -384,7 +448,10 @@ const maxSockStates = 1 << 15
 // A sockState is the supervisor's view of one socket.
 type sockState struct {
 	peer    netip.AddrPort // if valid, what getpeername reports instead of the real peer
+	local   netip.AddrPort // if valid, what getsockname reports (a caller installed at accept)
+	domain  int            // the family peer and local are reported in (0: the socket's own)
 	dns     bool           // it sent queries to the fake DNS server: rewrite sources of what it receives
+	udp     bool           // its UDP goes through the gateway: rewrite sources of what it receives
 	dnsLast netip.AddrPort // the server the last query was addressed to
 	dnsByID map[uint16]netip.AddrPort
 }

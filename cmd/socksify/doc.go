@@ -1,7 +1,7 @@
 // Command socksify runs an unmodified program with its network traffic
 // sent through a SOCKS gateway (socks6d, or any SOCKS5 server):
 //
-//	socksify [-proxy host:port|URL] [-user USER] [-v] [-direct CIDR,...] [--] PROGRAM [ARGS...]
+//	socksify [-proxy host:port|URL] [-user USER] [-v] [-direct CIDR,...] [-listen PORT,...|all] [--] PROGRAM [ARGS...]
 //
 // The work is done by package socksify (a seccomp user-notification
 // supervisor; see its documentation for the mechanism and its limits).
@@ -12,7 +12,10 @@
 // SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 on to it, and exits with its
 // status (128+N for a death by signal N; 125 when it cannot supervise,
 // 126 and 127 when the program cannot be run). With -v it prints one
-// line per connection through the gateway to standard error.
+// line per connection and UDP association through the gateway to
+// standard error. With -listen it publishes the program's listening
+// sockets on those ports at the gateway and prints where each is
+// published.
 //
 // Its main also serves the launcher mode: when os.Args[1] is
 // socksify.LauncherArg, it calls socksify.Launch and nothing else. Inside

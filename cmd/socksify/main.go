@@ -50,7 +50,54 @@ type options struct {
 	user    string
 	verbose bool
 	direct  prefixList
+	listen  portList
 	argv    []string
+}
+
+// portList is the -listen flag: TCP ports, comma-separated and
+// repeatable, or "all".
+type portList struct {
+	all   bool
+	ports map[uint16]bool
+}
+
+func (l *portList) String() string {
+	if l.all {
+		return "all"
+	}
+	var s []string
+	for p := range l.ports {
+		s = append(s, strconv.Itoa(int(p)))
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *portList) Set(v string) error {
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		switch {
+		case f == "":
+			continue
+		case strings.EqualFold(f, "all"):
+			l.all = true
+			continue
+		}
+		p, err := strconv.ParseUint(f, 10, 16)
+		if err != nil || p == 0 {
+			return fmt.Errorf("%q is not a port (1-65535) or \"all\"", f)
+		}
+		if l.ports == nil {
+			l.ports = map[uint16]bool{}
+		}
+		l.ports[uint16(p)] = true
+	}
+	return nil
+}
+
+func (l *portList) set() bool { return l.all || len(l.ports) > 0 }
+
+func (l *portList) selects(local netip.AddrPort) bool {
+	return l.all || l.ports[local.Port()]
 }
 
 // prefixList is a flag that collects CIDR prefixes (or single
@@ -93,6 +140,7 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 	fs.StringVar(&o.user, "user", "", "authenticate to the gateway as `USER` (password from the URL or $SOCKS6_PASSWORD)")
 	fs.BoolVar(&o.verbose, "v", false, "print one line per redirected connection to standard error")
 	fs.Var(&o.direct, "direct", "reach these `CIDR,…` ranges directly, not through the gateway (repeatable)")
+	fs.Var(&o.listen, "listen", "publish the program's listening sockets on these TCP `PORT,…` (or all)\nat the gateway (LISTEN; needs the SOCKS6 extensions)")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -128,6 +176,10 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 		fmt.Fprintf(stderr, "socksify: %v\n", err)
 		return exitUsage
 	}
+	if o.listen.set() && d.Extensions == client.ExtOff {
+		fmt.Fprintln(stderr, "socksify: -listen needs the SOCKS6 extensions (LISTEN), which a socks5:// gateway or ext=off does not offer; use host:port or socks6://")
+		return exitUsage
+	}
 	path, code := lookPath(o.argv[0], stderr)
 	if code != 0 {
 		return code
@@ -152,10 +204,22 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 		Direct: o.direct,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
+	var mu sync.Mutex // serialises lines on stderr
 	if o.verbose {
-		var mu sync.Mutex
 		sup.OnConnect = func(ev socksify.Event) {
 			line := eventLine(ev, d.ProxyAddress)
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintln(stderr, line)
+		}
+	}
+	if o.listen.set() {
+		sup.Publish = o.listen.selects
+		sup.OnListen = func(ev socksify.ListenEvent) {
+			if ev.Closed && !o.verbose {
+				return
+			}
+			line := listenLine(ev)
 			mu.Lock()
 			defer mu.Unlock()
 			fmt.Fprintln(stderr, line)
@@ -329,18 +393,20 @@ func withoutEnv(env []string, key string) []string {
 //
 //	socksify: curl[812] tcp example.test:8080 [198.18.0.1] via 127.0.0.1:1080: succeeded (1.2ms)
 //	socksify: curl[812] tcp example.test:9 [198.18.0.1] via 127.0.0.1:1080: connection refused (0x05) -> ECONNREFUSED (0.9ms)
-//	socksify: dig[90] udp 192.0.2.7:123: refused -> ENETUNREACH: …
+//	socksify: ntpdate[90] udp ntp.test:123 [198.18.0.4] via 127.0.0.1:1080: succeeded (0.8ms)
+//	socksify: avahi[91] udp 224.0.0.251:5353: refused -> ENETUNREACH: …
 func eventLine(ev socksify.Event, gw string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "socksify: %s[%d] %s ", ev.Comm, ev.Pid, ev.Network)
+	dest := netip.AddrPortFrom(ev.Dest.Addr().Unmap(), ev.Dest.Port())
 	if ev.Target != "" {
 		b.WriteString(ev.Target)
-		if ev.Target != ev.Dest.String() {
-			fmt.Fprintf(&b, " [%s]", ev.Dest.Addr())
+		if ev.Target != dest.String() {
+			fmt.Fprintf(&b, " [%s]", dest.Addr())
 		}
 		fmt.Fprintf(&b, " via %s", gw)
 	} else {
-		b.WriteString(ev.Dest.String())
+		b.WriteString(dest.String())
 	}
 	b.WriteString(": ")
 	var re *client.ReplyError
@@ -358,6 +424,22 @@ func eventLine(ev socksify.Event, gw string) string {
 		fmt.Fprintf(&b, " (%s)", roundDuration(ev.Duration))
 	}
 	return b.String()
+}
+
+// listenLine formats what happened to a listening socket:
+//
+//	socksify: python3 listening on 127.0.0.1:8000 is published at 203.0.113.1:8000
+//	socksify: python3 listening on 127.0.0.1:8000 is not published at the gateway: …
+//	socksify: python3 listening on 127.0.0.1:8000: publication at 203.0.113.1:8000 ended: … (-v)
+func listenLine(ev socksify.ListenEvent) string {
+	local := netip.AddrPortFrom(ev.Local.Addr().Unmap(), ev.Local.Port())
+	switch {
+	case ev.Closed:
+		return fmt.Sprintf("socksify: %s listening on %s: publication at %s ended: %v", ev.Comm, local, ev.Public, ev.Err)
+	case ev.Err != nil:
+		return fmt.Sprintf("socksify: %s listening on %s is not published at the gateway: %v", ev.Comm, local, ev.Err)
+	}
+	return fmt.Sprintf("socksify: %s listening on %s is published at %s", ev.Comm, local, ev.Public)
 }
 
 func roundDuration(d time.Duration) time.Duration {
@@ -402,15 +484,18 @@ func execFailureStatus(err error) int {
 func usage(fs *flag.FlagSet) {
 	w := fs.Output()
 	fmt.Fprint(w, `Usage:
-  socksify [-proxy host:port|URL] [-user USER] [-v] [-direct CIDR,...] [--] PROGRAM [ARGS...]
+  socksify [-proxy host:port|URL] [-user USER] [-v] [-direct CIDR,...] [-listen PORT,...|all] [--] PROGRAM [ARGS...]
 
 socksify runs PROGRAM with its network traffic sent through a SOCKS gateway:
-every TCP connection becomes a CONNECT on the program's own socket, and every
+every TCP connection becomes a CONNECT on the program's own socket, every
 DNS query (UDP or TCP, port 53) is answered locally with a fake address that
-socksify turns back into the name for the gateway. Loopback, the gateway and
-the -direct ranges are reached directly. UDP other than DNS is not yet
-supported: it fails with ENETUNREACH (never sent unproxied). Listening sockets
-are not redirected yet.
+socksify turns back into the name for the gateway, and other UDP goes through
+a UDP ASSOCIATE per socket (a datagram that cannot go through the gateway
+fails with ENETUNREACH; it is never sent unproxied). Loopback, the gateway and
+the -direct ranges are reached directly. With -listen, the program's listening
+sockets on those ports are also published at the gateway: its callers reach
+the program as if they had connected to it (socksify prints the public
+address).
 
 The gateway comes from -proxy, else $SOCKS6_PROXY, $ALL_PROXY (socks5://,
 socks5h:// or socks6:// only) or $SOCKS_SERVER (host:port). Without one,

@@ -12,9 +12,13 @@
 //	                           ADDR (host:port) and print the reply and its
 //	                           source
 //	goclient resolve NAME      print NAME's addresses, one a line
+//	goclient serve ADDR N      listen at ADDR, print "listening: ADDR" and,
+//	                           for each of N connections, "accepted: REMOTE
+//	                           local LOCAL"; read a line, answer "hello LINE"
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -23,6 +27,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +63,15 @@ func main() {
 			usage()
 		}
 		err = resolve(args[0])
+	case "serve":
+		if len(args) != 2 {
+			usage()
+		}
+		n, perr := strconv.Atoi(args[1])
+		if perr != nil || n <= 0 {
+			usage()
+		}
+		err = serve(args[0], n)
 	default:
 		usage()
 	}
@@ -68,7 +82,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: goclient http URL | stress N URL | udp HOST:PORT MSG | resolve NAME")
+	fmt.Fprintln(os.Stderr, "usage: goclient http URL | stress N URL | udp HOST:PORT MSG | resolve NAME | serve ADDR N")
 	os.Exit(2)
 }
 
@@ -173,6 +187,27 @@ func resolve(name string) error {
 	}
 	for _, a := range addrs {
 		fmt.Println(a.IP)
+	}
+	return nil
+}
+
+func serve(addr string, n int) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	fmt.Printf("listening: %s\n", ln.Addr())
+	for range n {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("accepted: %s local %s\n", c.RemoteAddr(), c.LocalAddr())
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		fmt.Fprintf(c, "hello %s\n", strings.TrimSpace(line))
+		c.Close()
 	}
 	return nil
 }
