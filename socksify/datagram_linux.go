@@ -531,13 +531,27 @@ func (sup *supervisor) recv(c call, dup int, si sockInfo, t *recvTarget) {
 func (sup *supervisor) blockingRecv(c call, dup int, si sockInfo, t *recvTarget) {
 	defer sup.wg.Done()
 	defer unix.Close(dup)
+	sup.block(c, dup, func() bool { return sup.tryRecv(c, dup, si, t) })
+}
+
+// block stands in for a program thread blocked in a call the supervisor
+// emulates (a receive, an accept): it polls dup and calls try when dup is
+// readable, until try has answered the call, the thread is gone, a
+// signal is pending for it (EINTR), the socket's SO_RCVTIMEO passes
+// (EAGAIN) or the supervisor stops.
+func (sup *supervisor) block(c call, dup int, try func() bool) {
 	var deadline time.Time
 	if tv, err := unix.GetsockoptTimeval(dup, unix.SOL_SOCKET, unix.SO_RCVTIMEO); err == nil && (tv.Sec != 0 || tv.Usec != 0) {
 		deadline = time.Now().Add(time.Duration(tv.Nano()))
 	}
 	for {
+		select {
+		case <-sup.ctx.Done():
+			return
+		default:
+		}
 		rev, _ := pollFD(dup, unix.POLLIN, int(recvPollSlice/time.Millisecond))
-		if rev != 0 && sup.tryRecv(c, dup, si, t) {
+		if rev != 0 && try() {
 			return
 		}
 		if !sup.valid(c) {

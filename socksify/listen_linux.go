@@ -511,32 +511,7 @@ func (sup *supervisor) accept(c call) {
 func (sup *supervisor) blockingAccept(c call, dup int, pl *published, flags int) {
 	defer sup.wg.Done()
 	defer unix.Close(dup)
-	var deadline time.Time
-	if tv, err := unix.GetsockoptTimeval(dup, unix.SOL_SOCKET, unix.SO_RCVTIMEO); err == nil && (tv.Sec != 0 || tv.Usec != 0) {
-		deadline = time.Now().Add(time.Duration(tv.Nano()))
-	}
-	for {
-		select {
-		case <-sup.ctx.Done():
-			return
-		default:
-		}
-		rev, _ := pollFD(dup, unix.POLLIN, int(recvPollSlice/time.Millisecond))
-		if rev != 0 && sup.tryAccept(c, dup, pl, flags) {
-			return
-		}
-		if !sup.valid(c) {
-			return
-		}
-		if signalPending(c.tid) {
-			sup.fail(c, syscall.EINTR)
-			return
-		}
-		if !deadline.IsZero() && time.Now().After(deadline) {
-			sup.fail(c, syscall.EAGAIN)
-			return
-		}
-	}
+	sup.block(c, dup, func() bool { return sup.tryAccept(c, dup, pl, flags) })
 }
 
 // tryAccept accepts a connection from the program's listening socket
