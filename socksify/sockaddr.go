@@ -79,7 +79,8 @@ func (sa sockaddr) isIP() bool { return sa.family == afInet || sa.family == afIn
 
 // appendSockaddr appends ap as a struct sockaddr of the given family: a
 // sockaddr_in for afInet (ap must be IPv4 or IPv4-mapped), a sockaddr_in6
-// for afInet6 (IPv4 becomes IPv4-mapped).
+// for afInet6 (IPv4 becomes IPv4-mapped; a numeric zone becomes
+// sin6_scope_id).
 func appendSockaddr(b []byte, family int, ap netip.AddrPort) ([]byte, error) {
 	ip := ap.Addr()
 	switch family {
@@ -100,6 +101,14 @@ func appendSockaddr(b []byte, family int, ap netip.AddrPort) ([]byte, error) {
 		binary.BigEndian.PutUint16(s[2:], ap.Port())
 		a16 := ip.As16()
 		copy(s[8:], a16[:])
+		// parseSockaddr keeps a link-local scope as a numeric zone; put
+		// it back, so that an address reported to the program still
+		// names its interface.
+		if z := ip.Zone(); z != "" {
+			if id, err := strconv.ParseUint(z, 10, 32); err == nil {
+				binary.LittleEndian.PutUint32(s[24:], uint32(id))
+			}
+		}
 		return append(b, s[:]...), nil
 	}
 	return b, errSockaddrFamily
