@@ -65,6 +65,15 @@ func (ss *session) cmdName() string {
 	return ss.req.Command.String()
 }
 
+// targetString is the audit record's target: none for a control
+// connection, whose requests have records of their own.
+func (ss *session) targetString() string {
+	if ss.isControl {
+		return ""
+	}
+	return ss.req.Target.String()
+}
+
 func connectedString(ap netip.AddrPort) string {
 	if !ap.IsValid() {
 		return ""

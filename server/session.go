@@ -242,7 +242,7 @@ func (ss *session) auditRecord(log *slog.Logger, code proto.ReplyCode, err error
 		slog.String("client", ss.client.String()),
 		slog.String("user", ss.user),
 		slog.String("cmd", ss.cmdName()),
-		slog.String("target", ss.req.Target.String()),
+		slog.String("target", ss.targetString()),
 		slog.String("bound", ss.bound),
 		slog.String("connected", connectedString(ss.connected)),
 		slog.Int64("bytes_up", ss.up),
