@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/socks6/socks6/proto"
 )
@@ -51,21 +50,7 @@ func FuzzExtHandshake(f *testing.F) {
 		}
 		mode, in := data[0], data[1:]
 		chunk := []int{0, 1, 2, 3, 5, 7, 64, 513}[mode&7]
-		c := newHostilePipeConn(hostileCat([]byte{5, 1, byte(proto.MethodExtensions)}, in), chunk)
-		select {
-		case gw.ln.conns <- c:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("gateway did not accept within 5s")
-		}
-		select {
-		case <-c.closed:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("gateway did not close the connection within 5s of the input's end (input % x)", in[:min(len(in), 64)])
-		}
-		if !hostileSpinFor(5*time.Second, func() bool { return gw.s.Sessions() == 0 }) {
-			t.Errorf("Sessions() = %d after the only session ended", gw.s.Sessions())
-		}
-		out := c.output()
+		out := gw.feed(t, hostileCat([]byte{5, 1, byte(proto.MethodExtensions)}, in), in, chunk)
 		if len(out) < 2 || out[0] != 5 || out[1] != byte(proto.MethodExtensions) {
 			t.Fatalf("method selection % x, want 05 c6", out[:min(len(out), 2)])
 		}

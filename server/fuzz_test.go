@@ -78,29 +78,36 @@ func FuzzHandshake(f *testing.F) {
 		mode, in := data[0], data[1:]
 		gw := gws[mode&1]
 		chunk := []int{0, 1, 2, 3, 5, 7, 64, 513}[mode>>1&7]
-		c := newHostilePipeConn(in, chunk)
-		select {
-		case gw.ln.conns <- c:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("gateway did not accept within 5s")
-		}
-		select {
-		case <-c.closed:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("gateway did not close the connection within 5s of the input's end (input % x)", in[:min(len(in), 64)])
-		}
-		// The session releases its count just after closing the
-		// connection.
-		if !hostileSpinFor(5*time.Second, func() bool { return gw.s.Sessions() == 0 }) {
-			t.Errorf("Sessions() = %d after the only session ended", gw.s.Sessions())
-		}
-		out := c.output()
+		out := gw.feed(t, in, in, chunk)
 		r, err := hostileScan(out)
 		if err != nil {
 			t.Fatalf("gateway sent % x: %v", out, err)
 		}
 		gw.check(t, in, r)
 	})
+}
+
+// feed sends input to the gateway as one client's whole stream (in chunk
+// sized reads), waits for the gateway to close the connection and to
+// count no session, and returns what it sent back. in is the part of
+// the input to show in failure messages.
+func (gw *hostileFuzzGateway) feed(t *testing.T, input, in []byte, chunk int) []byte {
+	c := newHostilePipeConn(input, chunk)
+	select {
+	case gw.ln.conns <- c:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("gateway did not accept within 5s")
+	}
+	select {
+	case <-c.closed:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("gateway did not close the connection within 5s of the input's end (input % x)", in[:min(len(in), 64)])
+	}
+	// The session releases its count just after closing the connection.
+	if !hostileSpinFor(5*time.Second, func() bool { return gw.s.Sessions() == 0 }) {
+		t.Errorf("Sessions() = %d after the only session ended", gw.s.Sessions())
+	}
+	return c.output()
 }
 
 // hostileFuzzGateway is one gateway the fuzz target feeds, with what it

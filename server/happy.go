@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -127,8 +126,8 @@ func isNotFound(err error) bool {
 
 // interleave orders addresses as RFC 8305 section 4 says: alternate the
 // families, the preferred family first.
-func interleave(pref, other []netip.Addr) []netip.Addr {
-	out := make([]netip.Addr, 0, len(pref)+len(other))
+func interleave[T any](pref, other []T) []T {
+	out := make([]T, 0, len(pref)+len(other))
 	for i := 0; i < len(pref) || i < len(other); i++ {
 		if i < len(pref) {
 			out = append(out, pref[i])
@@ -533,15 +532,7 @@ func (s *Server) resolveAll(ctx context.Context, host string, f proto.Family) ([
 			return nil, ctx.Err()
 		}
 	}
-	out := make([]resolver.Answer, 0, len(a)+len(b))
-	for i := 0; i < len(a) || i < len(b); i++ {
-		if i < len(a) {
-			out = append(out, a[i])
-		}
-		if i < len(b) {
-			out = append(out, b[i])
-		}
-	}
+	out := interleave(a, b)
 	if len(out) == 0 {
 		if err := lookupError(errs); err != errNoAddress {
 			return nil, err
@@ -581,12 +572,4 @@ func (ss *session) resolveFor(ctx context.Context, r *Request) ([]netip.Addr, er
 		return nil, errNoAllowedAddr
 	}
 	return allowed, nil
-}
-
-// describe names a lookup failure for a DIAGNOSTIC option.
-func describe(err error) string {
-	if err == nil {
-		return ""
-	}
-	return fmt.Sprint(err)
 }

@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/socks6/socks6/internal/relay"
 	"github.com/socks6/socks6/proto"
 )
 
@@ -478,19 +477,7 @@ func (ss *session) take(early []byte) error {
 		resetClose(o.caller)
 		return err
 	}
-	return ss.startRelayConn(o.caller, early)
-}
-
-// startRelayConn is startRelay for a peer the gateway did not dial.
-func (ss *session) startRelayConn(peer net.Conn, early []byte) error {
-	ss.c.SetDeadline(time.Time{})
-	rs := relay.Start(ss.c, peer, relay.Options{Idle: ss.s.idleTimeout(), Head: early},
-		func(st relay.Stats, err error) {
-			ss.up, ss.down = st.Up, st.Down
-			ss.close(err)
-		})
-	ss.s.setCloser(ss.c, rs)
-	return errDetached
+	return ss.startRelay(o.caller, early)
 }
 
 // closeListeners ends a control session's listeners: the sockets close,
