@@ -192,16 +192,29 @@ func (j *dnsJob) bound() time.Duration {
 }
 
 // runDNSChild is the body of "socksbench -dns-child JOB".
-func runDNSChild(arg string) {
-	// End with the parent even if it is killed.
+func runDNSChild(arg string) { runChild[dnsJob]("dns", arg) }
+
+// childJob is the job of a measuring child process in the namespace.
+type childJob interface {
+	bound() time.Duration
+	run() dnsOut
+}
+
+// runChild decodes a child's job, runs it with a time bound and writes
+// the result as JSON on stdout; the child ends with its parent even if
+// the parent is killed.
+func runChild[J any, PJ interface {
+	*J
+	childJob
+}](name, arg string) {
 	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
-	var j dnsJob
+	j := PJ(new(J))
 	var out dnsOut
-	if err := json.Unmarshal([]byte(arg), &j); err != nil {
+	if err := json.Unmarshal([]byte(arg), j); err != nil {
 		out.Err = "bad job: " + err.Error()
 	} else {
 		time.AfterFunc(j.bound(), func() {
-			json.NewEncoder(os.Stdout).Encode(dnsOut{Err: fmt.Sprintf("dns child: gave up after %v", j.bound())})
+			json.NewEncoder(os.Stdout).Encode(dnsOut{Err: fmt.Sprintf("%s child: gave up after %v", name, j.bound())})
 			os.Exit(1)
 		})
 		out = j.run()

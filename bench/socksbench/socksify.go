@@ -104,21 +104,7 @@ func (j *sfyJob) bound() time.Duration {
 }
 
 // runSfyChild is the body of "socksbench -socksify-child JOB".
-func runSfyChild(arg string) {
-	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
-	var j sfyJob
-	var out dnsOut
-	if err := json.Unmarshal([]byte(arg), &j); err != nil {
-		out.Err = "bad job: " + err.Error()
-	} else {
-		time.AfterFunc(j.bound(), func() {
-			json.NewEncoder(os.Stdout).Encode(dnsOut{Err: fmt.Sprintf("socksify child: gave up after %v", j.bound())})
-			os.Exit(1)
-		})
-		out = j.run()
-	}
-	check(json.NewEncoder(os.Stdout).Encode(out))
-}
+func runSfyChild(arg string) { runChild[sfyJob]("socksify", arg) }
 
 func (j *sfyJob) run() dnsOut {
 	fail := func(format string, args ...any) dnsOut { return dnsOut{Err: fmt.Sprintf(format, args...)} }
