@@ -12,9 +12,11 @@ import (
 // to port 53, over UDP or TCP and to any server, is answered here and
 // never leaves the machine:
 //
-//   - A and AAAA: the name's fake addresses (fakeTable), TTL fakeTTL.
-//     "localhost" and names under it answer 127.0.0.1 and ::1
-//     (RFC 6761, section 6.3).
+//   - A and AAAA: the name's fake address (fakeTable), TTL fakeTTL; one
+//     family per lookup: an AAAA query right after the A query for the
+//     same name gets no data (pairWindow; AAAA and A swapped when the
+//     gateway is IPv6-only). "localhost" and names under it answer
+//     127.0.0.1 and ::1 (RFC 6761, section 6.3).
 //   - PTR under in-addr.arpa and ip6.arpa: the name that owns a fake
 //     address; NXDOMAIN for any other address.
 //   - HTTPS (65) and SVCB (64): an empty NOERROR answer, so clients fall
@@ -205,7 +207,10 @@ func answerRecords(q dnsQuery, t *fakeTable) ([][]byte, int) {
 		a := netip.IPv6Loopback().As16()
 		return [][]byte{a[:]}, dnsRcodeNoError
 	}
-	idx := t.assign(q.name)
+	idx, ok := t.answerType(q.name, q.qtype)
+	if !ok {
+		return nil, dnsRcodeNoError // the name's other fake address was just given (pairWindow)
+	}
 	if q.qtype == dnsTypeA {
 		a := fakeIP4(idx).As4()
 		return [][]byte{a[:]}, dnsRcodeNoError

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // query builds a DNS query: ID, flags, one question.
@@ -69,6 +70,12 @@ func parseAnswer(t *testing.T, b []byte) parsedAnswer {
 	return p
 }
 
+// later moves ft's clock d ahead.
+func later(ft *fakeTable, d time.Duration) {
+	now := ft.now()
+	ft.now = func() time.Time { return now.Add(d) }
+}
+
 func TestAnswerDNS(t *testing.T) {
 	ft := newFakeTable(0)
 	ask := func(t *testing.T, msg []byte) parsedAnswer {
@@ -111,9 +118,20 @@ func TestAnswerDNS(t *testing.T) {
 			t.Errorf("question % x, echoed % x", q[dnsHeaderLen:], resp[dnsHeaderLen:len(q)])
 		}
 	})
-	t.Run("AAAA pairs with A", func(t *testing.T) {
+	t.Run("one family per lookup", func(t *testing.T) {
+		// A then AAAA at once (glibc's and musl's order): only the A
+		// query gets an address.
 		a := ask(t, query(2, 0, "pair.test", dnsTypeA, dnsClassIN))
+		if aaaa := ask(t, query(3, 0, "pair.test", dnsTypeAAAA, dnsClassIN)); aaaa.rcode != dnsRcodeNoError || aaaa.an != 0 {
+			t.Fatalf("AAAA right after A: %+v, want NOERROR and no data", aaaa)
+		}
+		// AAAA alone, pairWindow after the A: an address, the same
+		// index as the A's.
+		later(ft, pairWindow)
 		aaaa := ask(t, query(3, 0, "pair.test", dnsTypeAAAA, dnsClassIN))
+		if aaaa.an != 1 {
+			t.Fatalf("AAAA alone: %+v", aaaa)
+		}
 		ip6 := netip.AddrFrom16([16]byte(aaaa.rrs[0]))
 		if !fakeNet6.Contains(ip6) || aaaa.rrTypes[0] != dnsTypeAAAA {
 			t.Fatalf("AAAA %v", ip6)
@@ -122,6 +140,27 @@ func TestAnswerDNS(t *testing.T) {
 		i6, _ := fakeIndex(ip6)
 		if i4 != i6 {
 			t.Errorf("A index %d, AAAA index %d", i4, i6)
+		}
+		// AAAA first (Go's resolver may race): both get addresses.
+		if aaaa := ask(t, query(4, 0, "race.test", dnsTypeAAAA, dnsClassIN)); aaaa.an != 1 {
+			t.Errorf("AAAA first: %+v", aaaa)
+		}
+		if a := ask(t, query(5, 0, "race.test", dnsTypeA, dnsClassIN)); a.an != 1 {
+			t.Errorf("A after AAAA: %+v", a)
+		}
+		// An IPv6-only gateway prefers AAAA: an A right after it gets
+		// no data.
+		ft6 := newFakeTable(0)
+		ft6.prefer6 = true
+		ask6 := func(msg []byte) parsedAnswer {
+			resp, _, _ := answerDNS(msg, ft6)
+			return parseAnswer(t, resp)
+		}
+		if r := ask6(query(6, 0, "six.test", dnsTypeAAAA, dnsClassIN)); r.an != 1 {
+			t.Errorf("prefer6 AAAA: %+v", r)
+		}
+		if r := ask6(query(7, 0, "six.test", dnsTypeA, dnsClassIN)); r.an != 0 || r.rcode != dnsRcodeNoError {
+			t.Errorf("prefer6 A right after AAAA: %+v, want no data", r)
 		}
 	})
 	t.Run("PTR", func(t *testing.T) {
@@ -133,6 +172,7 @@ func TestAnswerDNS(t *testing.T) {
 		if p.rcode != dnsRcodeNoError || p.an != 1 || !bytes.Equal(p.rrs[0], want) {
 			t.Errorf("PTR %s: %+v", name, p)
 		}
+		later(ft, pairWindow)
 		aaaa := ask(t, query(6, 0, "ptr.test", dnsTypeAAAA, dnsClassIN))
 		p6 := ask(t, query(7, 0, ip6Arpa(netip.AddrFrom16([16]byte(aaaa.rrs[0]))), dnsTypePTR, dnsClassIN))
 		if p6.an != 1 || !bytes.Equal(p6.rrs[0], want) {

@@ -65,8 +65,9 @@
 //   - DNS: every UDP and TCP message to port 53, to any address, goes to
 //     the supervisor's own fake DNS server on loopback (the program's
 //     socket is connected or sends to it), which answers A and AAAA with
-//     fake addresses from 198.18.0.0/15 and fd00:5eed::/64 (see
-//     fakeip.go and dns.go for the other types). No query leaves the
+//     fake addresses from 198.18.0.0/15 and fd00:5eed::/64, one family
+//     per lookup (see pairWindow in fakeip.go, and dns.go for the other
+//     types). No query leaves the
 //     machine. recvfrom, recvmsg and recvmmsg on a socket that sent
 //     queries report the server the program addressed as the source
 //     (musl's resolver checks it); ancillary data is dropped there.

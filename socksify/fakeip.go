@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 )
 
 // The fake-IP ranges. A name gets one index n, and with it the IPv4
@@ -34,12 +35,30 @@ type fakeTable struct {
 	byIndex map[uint32]*list.Element
 	lru     list.List // of *fakeEntry, most recently used first
 	next    uint32    // the highest index handed out so far
+
+	// prefer6 makes AAAA the preferred query type (see pairWindow); set
+	// before use, when the gateway has no IPv4 address.
+	prefer6 bool
+	now     func() time.Time // time.Now; tests replace it
 }
 
 type fakeEntry struct {
-	name string
-	idx  uint32
+	name      string
+	idx       uint32
+	preferred time.Time // when the preferred type was last asked for this name
 }
+
+// pairWindow is how long after a query of the preferred type (A, or
+// AAAA when the gateway is IPv6-only) a query of the other type for the
+// same name gets no address: a program that asks for both (glibc sends
+// A and AAAA in one sendmmsg, musl one after the other, Go's resolver
+// in parallel) gets one fake address, not two. Both would lead to the
+// same gateway with the same name, so the second adds nothing but cost:
+// with two addresses glibc and Go sort them (RFC 6724), which takes a
+// netlink dump and a UDP connect per address, all trapped, and a
+// program whose connection fails tries the gateway twice. A program
+// that asks for the other type alone still gets its fake address.
+const pairWindow = 2 * time.Second
 
 // newFakeTable returns a table of max names (at most maxFakeIndex; 0
 // means maxFakeIndex).
@@ -47,7 +66,7 @@ func newFakeTable(max int) *fakeTable {
 	if max <= 0 || max > maxFakeIndex {
 		max = maxFakeIndex
 	}
-	return &fakeTable{max: uint32(max), byName: map[string]*list.Element{}, byIndex: map[uint32]*list.Element{}}
+	return &fakeTable{max: uint32(max), byName: map[string]*list.Element{}, byIndex: map[uint32]*list.Element{}, now: time.Now}
 }
 
 // canonicalName lowercases name and drops a trailing dot: DNS names are
@@ -58,12 +77,35 @@ func canonicalName(name string) string {
 
 // assign returns name's index, giving it one if it has none.
 func (t *fakeTable) assign(name string) uint32 {
+	idx, _ := t.assignFor(name, false)
+	return idx
+}
+
+// answerType returns the index to answer a query of qtype (A or AAAA)
+// for name with, and false if the query gets no address because the
+// preferred type was asked for name within pairWindow.
+func (t *fakeTable) answerType(name string, qtype uint16) (uint32, bool) {
+	preferred := (qtype == dnsTypeAAAA) == t.prefer6
+	idx, recent := t.assignFor(name, preferred)
+	return idx, preferred || !recent
+}
+
+// assignFor returns name's index, giving it one if it has none, and
+// whether the preferred type was asked for it within pairWindow; it
+// records that the preferred type is asked now if preferred.
+func (t *fakeTable) assignFor(name string, preferred bool) (idx uint32, recent bool) {
 	name = canonicalName(name)
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e, ok := t.byName[name]; ok {
 		t.lru.MoveToFront(e)
-		return e.Value.(*fakeEntry).idx
+		ent := e.Value.(*fakeEntry)
+		recent = !ent.preferred.IsZero() && now.Sub(ent.preferred) < pairWindow
+		if preferred {
+			ent.preferred = now
+		}
+		return ent.idx, recent
 	}
 	var ent *fakeEntry
 	if t.next < t.max {
@@ -76,11 +118,14 @@ func (t *fakeTable) assign(name string) uint32 {
 		delete(t.byName, ent.name)
 		delete(t.byIndex, ent.idx)
 	}
-	ent.name = name
+	ent.name, ent.preferred = name, time.Time{}
+	if preferred {
+		ent.preferred = now
+	}
 	e := t.lru.PushFront(ent)
 	t.byName[name] = e
 	t.byIndex[ent.idx] = e
-	return ent.idx
+	return ent.idx, false
 }
 
 // name returns the name that owns the fake address ip, if any.

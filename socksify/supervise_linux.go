@@ -102,6 +102,12 @@ func (s *Supervisor) Start(ctx context.Context, path string, argv []string, attr
 		timeout:   s.Dialer.Timeout,
 		plain:     s.Dialer.Extensions != client.ExtRequire && s.Dialer.Family == 0,
 	}
+	sup.fake.prefer6 = true
+	for _, gw := range gws {
+		if gw.Addr().Is4() {
+			sup.fake.prefer6 = false // fake IPv4 addresses: their sockets reach the gateway
+		}
+	}
 	for _, p := range s.Direct {
 		sup.pol.direct = append(sup.pol.direct, netip.PrefixFrom(p.Addr().Unmap(), max(0, p.Bits()-unmapBits(p.Addr()))).Masked())
 	}
