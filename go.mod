@@ -1,6 +1,6 @@
 module github.com/socks6/socks6
 
-go 1.26.0
+go 1.26.3
 
 require (
 	github.com/miekg/dns v1.1.73
@@ -10,4 +10,11 @@ require (
 	golang.org/x/net v0.57.0
 	golang.org/x/sys v0.49.0
 	golang.org/x/term v0.45.0
+)
+
+require (
+	github.com/google/btree v1.1.2 // indirect
+	golang.org/x/exp v0.0.0-20250711185948-6ae5c78190dc // indirect
+	golang.org/x/time v0.15.0 // indirect
+	gvisor.dev/gvisor v0.0.0-20260701204157-69c2d17aea96
 )

@@ -138,6 +138,7 @@ var thirdParty = map[string][]string{
 	"server/auth/htpasswd": {"golang.org/x/crypto"},                           // bcrypt
 	"client/...":           {"golang.org/x/", "github.com/insomniacslk/dhcp"}, // proxy interfaces; DHCP discovery
 	"socksify/...":         {"golang.org/x/sys"},
+	"socksify/isolate":     {"golang.org/x/sys", "gvisor.dev/gvisor"}, // the isolate mode's user-space TCP/IP stack
 	"cmd/...":              {"*"},
 	"bench/...":            {"*"},
 }

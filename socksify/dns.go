@@ -67,6 +67,7 @@ type dnsQuery struct {
 	qtype    uint16
 	qclass   uint16
 	question []byte // the question's wire bytes, echoed in the answer
+	fake     bool   // the answer is a fake address (set by answerDNS)
 }
 
 // parseDNSQuery parses msg. ok is false when msg gets no answer at all;
@@ -149,6 +150,10 @@ func answerDNS(msg []byte, t *fakeTable) (resp []byte, q dnsQuery, ok bool) {
 	var answers [][]byte // rdata of each record, all of type q.qtype
 	if rcode == dnsRcodeNoError {
 		answers, rcode = answerRecords(q, t)
+		if len(answers) == 1 && (q.qtype == dnsTypeA || q.qtype == dnsTypeAAAA) {
+			ip, _ := netip.AddrFromSlice(answers[0])
+			q.fake = isFake(ip)
+		}
 	}
 	flags := uint16(0x8000 | 0x0400 | 0x0080) // QR, AA, RA
 	if q.rd {

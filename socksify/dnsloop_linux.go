@@ -35,7 +35,7 @@ func (d *dnsServer) serveUDPOnce(fd int, buf []byte) {
 			return // EAGAIN: nothing more
 		}
 		resp, q, ok := answerDNS(buf[:min(n, len(buf))], d.fake)
-		d.logQuery("udp", q, ok)
+		d.answered("udp", q, ok)
 		if ok {
 			rawSendto(fd, resp, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, from)
 		}

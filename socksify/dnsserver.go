@@ -18,6 +18,9 @@ import (
 type dnsServer struct {
 	fake *fakeTable
 	log  *slog.Logger
+	// onFake, if not nil, is called with the name of each query answered
+	// with a fake address, before the answer is sent. It must not block.
+	onFake func(name string)
 
 	udp4, udp6 *net.UDPConn
 	tcp4, tcp6 *net.TCPListener
@@ -130,7 +133,7 @@ func (d *dnsServer) serveUDP(pc *net.UDPConn) {
 			continue
 		}
 		resp, q, ok := answerDNS(buf[:n], d.fake)
-		d.logQuery("udp", q, ok)
+		d.answered("udp", q, ok)
 		if ok {
 			pc.WriteToUDPAddrPort(resp, from)
 		}
@@ -182,7 +185,7 @@ func (d *dnsServer) serveTCPConn(c net.Conn) {
 			return
 		}
 		resp, q, ok := answerDNS(buf[2:2+n], d.fake)
-		d.logQuery("tcp", q, ok)
+		d.answered("tcp", q, ok)
 		if !ok {
 			return
 		}
@@ -193,12 +196,17 @@ func (d *dnsServer) serveTCPConn(c net.Conn) {
 	}
 }
 
-func (d *dnsServer) logQuery(network string, q dnsQuery, ok bool) {
+// answered logs a query and reports a fake answer to onFake; call it
+// before sending the answer.
+func (d *dnsServer) answered(network string, q dnsQuery, ok bool) {
 	if !ok {
 		d.log.Debug("dns: message ignored", "net", network)
 		return
 	}
-	d.log.Debug("dns query", "net", network, "name", q.name, "type", q.qtype)
+	if q.fake && d.onFake != nil {
+		d.onFake(q.name)
+	}
+	d.log.Debug("dns query", "net", network, "name", q.name, "type", q.qtype, "fake", q.fake)
 }
 
 // close stops the server and waits for its goroutines.

@@ -129,6 +129,11 @@ func (s *Supervisor) Start(ctx context.Context, path string, argv []string, attr
 	if s.Publish != nil {
 		sup.lis = newListenMgr(sup, s.Publish)
 	}
+	if !s.NoWarm {
+		if sup.warm = newWarmer(base, s.Dialer, log); sup.warm != nil {
+			sup.dns.onFake = sup.warm.name
+		}
+	}
 	p, err := sup.launch(ctx, launcher, path, argv, attr)
 	if err != nil {
 		if sup.lis != nil {
@@ -137,6 +142,9 @@ func (s *Supervisor) Start(ctx context.Context, path string, argv []string, attr
 		sup.udp.close()
 		sup.dns.close()
 		cancel()
+		if sup.warm != nil {
+			sup.warm.wait()
+		}
 		return nil, err
 	}
 	return p, nil
@@ -442,6 +450,7 @@ type supervisor struct {
 	dnsFDs    []int  // the fake DNS server's UDP sockets, served by the loop
 	dnsBuf    []byte // the loop's buffer for them
 	udp       *udpRelay
+	warm      *warmer    // nil if off
 	lis       *listenMgr // nil unless Supervisor.Publish is set
 	socks     sockTable
 	pidfds    pidfdCache // the notification loop's only
@@ -460,6 +469,9 @@ type supervisor struct {
 func (sup *supervisor) shutdown() {
 	sup.cancel()
 	sup.wg.Wait()
+	if sup.warm != nil {
+		sup.warm.wait()
+	}
 	sup.pidfds.close()
 	unix.Close(sup.lfd)
 	if sup.lis != nil {

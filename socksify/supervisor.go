@@ -64,6 +64,14 @@ type Supervisor struct {
 	// goroutines at once.
 	OnListen func(ListenEvent)
 
+	// NoWarm turns off warming the gateway's resolver: by default each
+	// name the program is given a fake address for is also sent to the
+	// gateway at once (RESOLVE, on one extension session; a gateway
+	// without the extensions turns it off), so that the gateway's DNS
+	// lookup overlaps the rest of the program's lookup rather than
+	// starting at its connect.
+	NoWarm bool
+
 	// Launcher is the executable Start runs in launcher mode (see
 	// Launch). Empty means os.Executable(): the running program, whose
 	// main must then call Launch when os.Args[1] is LauncherArg.

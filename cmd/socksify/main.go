@@ -21,6 +21,7 @@ import (
 
 	"github.com/socks6/socks6/client"
 	"github.com/socks6/socks6/socksify"
+	"github.com/socks6/socks6/socksify/isolate"
 )
 
 // Exit statuses of socksify itself; otherwise it exits with the program's
@@ -49,6 +50,8 @@ type options struct {
 	proxy   string
 	user    string
 	verbose bool
+	noWarm  bool
+	isolate bool
 	direct  prefixList
 	listen  portList
 	argv    []string
@@ -139,6 +142,8 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 	fs.StringVar(&o.proxy, "proxy", "", "the gateway: `host:port`, or a URL socks5://[user[:pass]@]host:port,\nsocks5h://… or socks6://…[?ext=require]")
 	fs.StringVar(&o.user, "user", "", "authenticate to the gateway as `USER` (password from the URL or $SOCKS6_PASSWORD)")
 	fs.BoolVar(&o.verbose, "v", false, "print one line per redirected connection to standard error")
+	fs.BoolVar(&o.noWarm, "no-warm", false, "do not send the names the program looks up to the gateway's resolver\nahead of its connects (RESOLVE; on by default with a SOCKS6 gateway)")
+	fs.BoolVar(&o.isolate, "isolate", false, "strict mode: run the program in a network namespace of its own whose only way out\nis the gateway (a TUN device served by a user-space TCP/IP stack); needs root")
 	fs.Var(&o.direct, "direct", "reach these `CIDR,…` ranges directly, not through the gateway (repeatable)")
 	fs.Var(&o.listen, "listen", "publish the program's listening sockets on these TCP `PORT,…` (or all)\nat the gateway (LISTEN; needs the SOCKS6 extensions)")
 	fs.Usage = func() { usage(fs) }
@@ -176,6 +181,10 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 		fmt.Fprintf(stderr, "socksify: %v\n", err)
 		return exitUsage
 	}
+	if o.isolate && (o.listen.set() || len(o.direct) > 0) {
+		fmt.Fprintln(stderr, "socksify: -isolate sends everything through the gateway: -listen and -direct do not apply")
+		return exitUsage
+	}
 	if o.listen.set() && d.Extensions == client.ExtOff {
 		fmt.Fprintln(stderr, "socksify: -listen needs the SOCKS6 extensions (LISTEN), which a socks5:// gateway or ext=off does not offer; use host:port or socks6://")
 		return exitUsage
@@ -202,6 +211,7 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 	sup := &socksify.Supervisor{
 		Dialer: d,
 		Direct: o.direct,
+		NoWarm: o.noWarm,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 	var mu sync.Mutex // serialises lines on stderr
@@ -226,7 +236,13 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	p, err := sup.Start(ctx, path, o.argv, &os.ProcAttr{Env: withoutEnv(env, "SOCKS6_PASSWORD")})
+	attr := &os.ProcAttr{Env: withoutEnv(env, "SOCKS6_PASSWORD")}
+	var p process
+	if o.isolate {
+		p, err = isolate.Start(ctx, isolate.Config{Dialer: d, OnConnect: sup.OnConnect, Logger: sup.Logger}, path, o.argv, attr)
+	} else {
+		p, err = sup.Start(ctx, path, o.argv, attr)
+	}
 	cancel()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -261,6 +277,13 @@ func lookPath(name string, stderr io.Writer) (string, int) {
 	return path, 0
 }
 
+// A process is a supervised program: socksify.Process or, with
+// -isolate, isolate.Process.
+type process interface {
+	Signal(os.Signal) error
+	Wait() (syscall.WaitStatus, error)
+}
+
 // forward passes signals on to the program. SIGINT and SIGQUIT are not
 // passed on: a terminal sends them to the whole foreground process group,
 // the program included, and socksify must outlive the program to keep
@@ -268,7 +291,7 @@ func lookPath(name string, stderr io.Writer) (string, int) {
 // serving processes it left behind), SIGINT, SIGQUIT, SIGTERM and SIGHUP
 // end socksify through exit: what is left loses its network (its trapped
 // calls fail), never its proxy.
-func forward(p *socksify.Process, sigs <-chan os.Signal, exit func(int)) {
+func forward(p process, sigs <-chan os.Signal, exit func(int)) {
 	for sig := range sigs {
 		s, _ := sig.(syscall.Signal)
 		var err error
@@ -397,7 +420,11 @@ func withoutEnv(env []string, key string) []string {
 //	socksify: avahi[91] udp 224.0.0.251:5353: refused -> ENETUNREACH: …
 func eventLine(ev socksify.Event, gw string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "socksify: %s[%d] %s ", ev.Comm, ev.Pid, ev.Network)
+	if ev.Pid != 0 {
+		fmt.Fprintf(&b, "socksify: %s[%d] %s ", ev.Comm, ev.Pid, ev.Network)
+	} else {
+		fmt.Fprintf(&b, "socksify: %s ", ev.Network) // -isolate: the stack does not know the process
+	}
 	dest := netip.AddrPortFrom(ev.Dest.Addr().Unmap(), ev.Dest.Port())
 	if ev.Target != "" {
 		b.WriteString(ev.Target)

@@ -1,0 +1,28 @@
+// Package isolate is socksify's strict mode: it runs a program in a
+// network namespace of its own, whose only interface besides loopback is
+// a TUN device, and serves that device with a user-space TCP/IP stack
+// (gVisor's netstack) in the calling process, which stays in the
+// original namespace and reaches the gateway from there.
+//
+// Nothing the program does can reach the network another way: there is
+// no other route, so raw sockets, io_uring and statically linked code
+// that the seccomp supervisor (package socksify) traps call by call are
+// harmless here. If the calling process dies, the TUN device goes with
+// it and every network call in the namespace fails.
+//
+//   - TCP: each connection the program opens is accepted by the stack
+//     only once the gateway has connected it (CONNECT, with the name
+//     when the program connected to a fake address); a refusal or any
+//     other failure resets it, so the program sees ECONNREFUSED.
+//   - DNS: UDP to port 53 of any address, and the nameservers of
+//     /etc/resolv.conf that are on loopback (the namespace has its own
+//     loopback), are answered with fake addresses by socksify.FakeDNS.
+//   - Other UDP: one UDP ASSOCIATE per flow (source and destination),
+//     ended after a minute without traffic.
+//   - The namespace's addresses are 192.0.0.8/32 (RFC 7600's IPv4 dummy
+//     address) and fd00:5eed:0:1::1/128; its loopback is its own, so a
+//     program cannot reach services on the host's loopback (the gateway
+//     can, when its policy allows).
+//
+// It needs Linux, CAP_NET_ADMIN (root) and /dev/net/tun.
+package isolate

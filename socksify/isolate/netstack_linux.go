@@ -1,0 +1,566 @@
+package isolate
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/socks6/socks6/client"
+	"github.com/socks6/socks6/proto"
+	"github.com/socks6/socks6/socksify"
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+const (
+	nicID = 1
+	// maxPendingSYN bounds the connections waiting for the gateway at
+	// once; more SYNs are dropped (the program retransmits).
+	maxPendingSYN = 1024
+	// dialTimeout bounds one CONNECT when the Dialer has no Timeout.
+	dialTimeout = 30 * time.Second
+	// udpIdle ends a UDP flow (and its association) after this long
+	// without a datagram either way; DNS flows end sooner.
+	udpIdle = time.Minute
+	dnsIdle = 10 * time.Second
+)
+
+// A netstack serves the TUN device: the program's TCP connections and UDP
+// flows end here and go on through the gateway.
+type netstack struct {
+	cfg  Config
+	fake *socksify.FakeDNS
+	st   *stack.Stack
+	tun  int
+	ctx  context.Context
+	stop context.CancelFunc
+	open closers // connections and flows to close on teardown
+	wg   sync.WaitGroup
+}
+
+func newNetstack(tun int, cfg Config, fake *socksify.FakeDNS) (*netstack, error) {
+	st := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
+	})
+	// Room for a fast gateway: the stack's default buffers are small.
+	sack := tcpip.TCPSACKEnabled(true)
+	st.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4 << 10, Default: 1 << 20, Max: 8 << 20}
+	st.SetTransportProtocolOption(tcp.ProtocolNumber, &rcv)
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4 << 10, Default: 1 << 20, Max: 8 << 20}
+	st.SetTransportProtocolOption(tcp.ProtocolNumber, &snd)
+
+	link, err := fdbased.New(&fdbased.Options{FDs: []int{tun}, MTU: uint32(cfg.MTU), RXChecksumOffload: true})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("the TUN link: %v", err)
+	}
+	if terr := st.CreateNIC(nicID, link); terr != nil {
+		st.Close()
+		return nil, fmt.Errorf("the stack's NIC: %v", terr)
+	}
+	// Every address is the stack's: it answers for whatever the program
+	// connects to.
+	st.SetPromiscuousMode(nicID, true)
+	st.SetSpoofing(nicID, true)
+	st.SetRouteTable([]tcpip.Route{
+		{Destination: header.IPv4EmptySubnet, NIC: nicID},
+		{Destination: header.IPv6EmptySubnet, NIC: nicID},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &netstack{cfg: cfg, fake: fake, st: st, tun: tun, ctx: ctx, stop: cancel, open: closers{m: map[interface{ Close() error }]struct{}{}}}
+	st.SetTransportProtocolHandler(tcp.ProtocolNumber, tcp.NewForwarder(st, 0, maxPendingSYN, n.handleTCP).HandlePacket)
+	st.SetTransportProtocolHandler(udp.ProtocolNumber, udp.NewForwarder(st, n.handleUDP).HandlePacket)
+	return n, nil
+}
+
+// close ends every connection and flow and the stack, and closes the
+// TUN device.
+func (n *netstack) close() {
+	n.stop()
+	n.open.closeAll()
+	n.wg.Wait()
+	n.st.Close()
+	n.st.Wait()
+	unix.Close(n.tun)
+}
+
+func toAddrPort(a tcpip.Address, port uint16) netip.AddrPort {
+	ip, _ := netip.AddrFromSlice(a.AsSlice())
+	return netip.AddrPortFrom(ip.Unmap(), port)
+}
+
+// target returns what to ask the gateway for: the name behind a fake
+// address, or the address.
+func (n *netstack) target(dst netip.AddrPort) (proto.Addr, string, bool) {
+	if socksify.IsFake(dst.Addr()) {
+		name, ok := n.fake.Name(dst.Addr())
+		if !ok {
+			return proto.Addr{}, "", false
+		}
+		return proto.Addr{FQDN: name, Port: dst.Port()}, net.JoinHostPort(name, strconv.Itoa(int(dst.Port()))), true
+	}
+	return proto.AddrFromAddrPort(dst), dst.String(), true
+}
+
+func (n *netstack) event(ev socksify.Event) {
+	if n.cfg.OnConnect != nil {
+		n.cfg.OnConnect(ev)
+	}
+}
+
+var errStaleFake = errors.New("socksify isolate: no name owns this fake address")
+
+// handleTCP runs in a goroutine of the forwarder's for each SYN: the
+// connection is accepted only once the gateway has connected it.
+func (n *netstack) handleTCP(r *tcp.ForwarderRequest) {
+	id := r.ID()
+	dst := toAddrPort(id.LocalAddress, id.LocalPort)
+	if dst.Port() == 53 {
+		n.acceptDNS(r) // DNS over TCP, to any address: answered here
+		return
+	}
+	start := time.Now()
+	ev := socksify.Event{Network: "tcp", Dest: dst}
+	_, target, ok := n.target(dst)
+	if !ok {
+		r.Complete(true)
+		ev.Err, ev.Errno = errStaleFake, syscall.ECONNREFUSED
+		n.event(ev)
+		return
+	}
+	ev.Target = target
+	timeout := n.cfg.Dialer.Timeout
+	if timeout <= 0 {
+		timeout = dialTimeout
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, timeout)
+	gc, err := n.cfg.Dialer.DialContext(ctx, "tcp", target)
+	cancel()
+	ev.Duration = time.Since(start)
+	if err != nil {
+		// The stack can only reset: the program sees ECONNREFUSED
+		// whatever the gateway said (-v shows the reply).
+		r.Complete(true)
+		ev.Err, ev.Errno = err, syscall.ECONNREFUSED
+		n.event(ev)
+		return
+	}
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		r.Complete(true)
+		gc.Close()
+		ev.Err, ev.Errno = fmt.Errorf("socksify isolate: accepting the program's connection: %v", terr), syscall.ECONNRESET
+		n.event(ev)
+		return
+	}
+	r.Complete(false)
+	n.event(ev)
+	pc := gonet.NewTCPConn(&wq, ep)
+	if !n.open.add(pc) {
+		pc.Close()
+		gc.Close()
+		return
+	}
+	n.open.add(gc)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if hc, ok := gc.(halfCloser); ok {
+			relay(pc, hc)
+		} else {
+			relay(pc, closeBoth{gc})
+		}
+		n.open.remove(pc)
+		n.open.remove(gc)
+		pc.Close()
+		gc.Close()
+	}()
+}
+
+type halfCloser interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// closeBoth stands in for a connection without half-close: the end of
+// one direction ends both.
+type closeBoth struct{ net.Conn }
+
+func (c closeBoth) CloseWrite() error { return c.Close() }
+
+// relay copies both ways until both directions are done, passing on each
+// end of stream as a half-close.
+func relay(a, b halfCloser) {
+	done := make(chan struct{})
+	go func() {
+		io.Copy(b, a)
+		b.CloseWrite()
+		close(done)
+	}()
+	io.Copy(a, b)
+	a.CloseWrite()
+	<-done
+}
+
+// handleUDP runs on the stack's goroutine for the first datagram of each
+// flow; the endpoint must be created here, before the next datagram.
+func (n *netstack) handleUDP(r *udp.ForwarderRequest) bool {
+	id := r.ID()
+	dst := toAddrPort(id.LocalAddress, id.LocalPort)
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		n.cfg.Logger.Debug("socksify isolate: UDP endpoint", "dst", dst, "err", terr.String())
+		return true
+	}
+	uc := gonet.NewUDPConn(&wq, ep)
+	if !n.open.add(uc) {
+		uc.Close()
+		return true
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.open.remove(uc)
+		defer uc.Close()
+		if dst.Port() == 53 {
+			n.serveDNSFlow(uc)
+			return
+		}
+		n.relayUDP(uc, dst)
+	}()
+	return true
+}
+
+// serveDNSFlow answers the queries of one flow to port 53.
+func (n *netstack) serveDNSFlow(uc *gonet.UDPConn) {
+	buf := make([]byte, 65535)
+	for {
+		uc.SetReadDeadline(time.Now().Add(dnsIdle))
+		k, err := uc.Read(buf)
+		if err != nil {
+			return
+		}
+		if resp, _, ok := n.fake.Answer(buf[:k]); ok {
+			uc.Write(resp)
+		}
+	}
+}
+
+// serveDNSPacket answers DNS on a UDP socket in the namespace until the
+// returned function is called.
+func (n *netstack) serveDNSPacket(pc net.PacketConn) func() {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		buf := make([]byte, 65535)
+		for {
+			k, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			if resp, _, ok := n.fake.Answer(buf[:k]); ok {
+				pc.WriteTo(resp, from)
+			}
+		}
+	}()
+	return func() { pc.Close() }
+}
+
+// serveDNSStream answers DNS over TCP (RFC 7766 framing) on a listener
+// in the namespace until the returned function is called.
+func (n *netstack) serveDNSStream(ln net.Listener) func() {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			if !n.open.add(c) {
+				c.Close()
+				return
+			}
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				n.serveDNSConn(c)
+			}()
+		}
+	}()
+	return func() { ln.Close() }
+}
+
+// acceptDNS accepts a TCP connection to port 53 and answers its queries.
+func (n *netstack) acceptDNS(r *tcp.ForwarderRequest) {
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		r.Complete(true)
+		return
+	}
+	r.Complete(false)
+	c := gonet.NewTCPConn(&wq, ep)
+	if !n.open.add(c) {
+		c.Close()
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.serveDNSConn(c)
+	}()
+}
+
+// serveDNSConn answers DNS over TCP (RFC 7766 framing) on c, which it
+// closes (c is in n.open).
+func (n *netstack) serveDNSConn(c net.Conn) {
+	defer n.open.remove(c)
+	defer c.Close()
+	var l [2]byte
+	buf := make([]byte, 65535)
+	for {
+		c.SetReadDeadline(time.Now().Add(dnsIdle))
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return
+		}
+		m := buf[:binary.BigEndian.Uint16(l[:])]
+		if _, err := io.ReadFull(c, m); err != nil {
+			return
+		}
+		resp, _, ok := n.fake.Answer(m)
+		if !ok {
+			continue
+		}
+		out := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(resp)), uint16(len(resp)))
+		if _, err := c.Write(append(out, resp...)); err != nil {
+			return
+		}
+	}
+}
+
+// relayUDP carries one UDP flow through its own association.
+func (n *netstack) relayUDP(uc *gonet.UDPConn, dst netip.AddrPort) {
+	start := time.Now()
+	ev := socksify.Event{Network: "udp", Dest: dst}
+	taddr, target, ok := n.target(dst)
+	if !ok {
+		ev.Err, ev.Errno = errStaleFake, syscall.EHOSTUNREACH
+		n.event(ev)
+		return
+	}
+	ev.Target = target
+	a, err := associate(n.ctx, n.cfg.Dialer)
+	ev.Duration = time.Since(start)
+	if err != nil {
+		ev.Err, ev.Errno = err, syscall.ECONNREFUSED
+		n.event(ev)
+		return
+	}
+	n.event(ev)
+	if !n.open.add(a) {
+		a.Close()
+		return
+	}
+	defer n.open.remove(a)
+	defer a.Close()
+
+	var idleMu sync.Mutex
+	last := time.Now()
+	touch := func() { idleMu.Lock(); last = time.Now(); idleMu.Unlock() }
+	idleFor := func() time.Duration { idleMu.Lock(); defer idleMu.Unlock(); return time.Since(last) }
+
+	// Gateway → program.
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			k, err := a.udp.Read(buf)
+			if err != nil {
+				uc.Close()
+				return
+			}
+			h, off, err := proto.ParseUDPHeader(buf[:k])
+			if err != nil || h.Frag != 0 {
+				continue
+			}
+			touch()
+			uc.Write(buf[off:k])
+		}
+	}()
+	// The association ends with its TCP connection.
+	go func() {
+		io.Copy(io.Discard, a.ctrl)
+		uc.Close()
+	}()
+	// Program → gateway.
+	hdr, err := proto.UDPHeader{Addr: taddr}.AppendBinary(nil)
+	if err != nil {
+		return
+	}
+	buf := make([]byte, len(hdr)+65535)
+	copy(buf, hdr)
+	for {
+		uc.SetReadDeadline(time.Now().Add(udpIdle))
+		k, err := uc.Read(buf[len(hdr):])
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && idleFor() < udpIdle {
+				continue // traffic the other way keeps the flow
+			}
+			return
+		}
+		touch()
+		a.udp.Write(buf[:len(hdr)+k])
+	}
+}
+
+// An association is one plain SOCKS5 UDP ASSOCIATE: its TCP connection
+// and a UDP socket connected to the gateway's relay.
+type association struct {
+	ctrl net.Conn
+	udp  *net.UDPConn
+}
+
+func (a *association) Close() error {
+	a.udp.Close()
+	return a.ctrl.Close()
+}
+
+// associate opens an association with the gateway (RFC 1928 UDP
+// ASSOCIATE, with username/password if the Dialer has them).
+func associate(ctx context.Context, d *client.Dialer) (*association, error) {
+	timeout := d.Timeout
+	if timeout <= 0 {
+		timeout = dialTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var nd net.Dialer
+	c, err := nd.DialContext(ctx, "tcp", d.ProxyAddress)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	rep, err := udpAssociate(c, d.Username, d.Password)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	relayAP, ok := rep.Addr.AddrPort()
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("socksify isolate: the gateway's UDP relay address %v is not an IP address", rep.Addr)
+	}
+	if relayAP.Addr().IsUnspecified() {
+		gw := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+		relayAP = netip.AddrPortFrom(gw.Addr(), relayAP.Port())
+	}
+	uconn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(relayAP))
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &association{ctrl: c, udp: uconn}, nil
+}
+
+// udpAssociate runs the SOCKS5 exchange for UDP ASSOCIATE on c.
+func udpAssociate(c net.Conn, user, pass string) (proto.Reply, error) {
+	method := proto.MethodNoAuth
+	if user != "" {
+		method = proto.MethodUserPass
+	}
+	if _, err := c.Write([]byte{proto.Version5, 1, byte(method)}); err != nil {
+		return proto.Reply{}, err
+	}
+	var sel [2]byte
+	if _, err := io.ReadFull(c, sel[:]); err != nil {
+		return proto.Reply{}, err
+	}
+	if sel[0] != proto.Version5 || sel[1] != byte(method) {
+		return proto.Reply{}, fmt.Errorf("socksify isolate: the gateway selected method %#02x", sel[1])
+	}
+	if user != "" {
+		b := append([]byte{1, byte(len(user))}, user...)
+		b = append(append(b, byte(len(pass))), pass...)
+		if _, err := c.Write(b); err != nil {
+			return proto.Reply{}, err
+		}
+		var st [2]byte
+		if _, err := io.ReadFull(c, st[:]); err != nil {
+			return proto.Reply{}, err
+		}
+		if st[1] != 0 {
+			return proto.Reply{}, client.ErrAuth
+		}
+	}
+	req, err := proto.Request{Command: proto.CommandUDPAssociate, Addr: proto.AddrFromAddrPort(netip.AddrPortFrom(netip.IPv4Unspecified(), 0))}.AppendBinary(nil)
+	if err != nil {
+		return proto.Reply{}, err
+	}
+	if _, err := c.Write(req); err != nil {
+		return proto.Reply{}, err
+	}
+	rep, err := readReply(c)
+	if err != nil {
+		return rep, err
+	}
+	if rep.Code != proto.ReplySucceeded {
+		return rep, &client.ReplyError{Command: proto.CommandUDPAssociate, Code: rep.Code}
+	}
+	return rep, nil
+}
+
+// readReply reads exactly one SOCKS5 reply.
+func readReply(c net.Conn) (proto.Reply, error) {
+	var b [4 + 1 + 255 + 2]byte
+	if _, err := io.ReadFull(c, b[:5]); err != nil {
+		return proto.Reply{}, err
+	}
+	need := 0
+	switch proto.AddrType(b[3]) {
+	case proto.AddrTypeIPv4:
+		need = 4 + 4 + 2
+	case proto.AddrTypeIPv6:
+		need = 4 + 16 + 2
+	case proto.AddrTypeFQDN:
+		need = 4 + 1 + int(b[4]) + 2
+	default:
+		return proto.Reply{}, fmt.Errorf("socksify isolate: address type %d in the gateway's reply", b[3])
+	}
+	if _, err := io.ReadFull(c, b[5:need]); err != nil {
+		return proto.Reply{}, err
+	}
+	rep, _, err := proto.ParseReply(b[:need])
+	return rep, err
+}
