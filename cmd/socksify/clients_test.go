@@ -1,10 +1,8 @@
 package main_test
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -409,23 +407,36 @@ func TestSupervisorKilled(t *testing.T) {
 func TestNoGateway(t *testing.T) {
 	t.Parallel()
 	needSocksify(t)
-	dir := t.TempDir()
-	marker := filepath.Join(dir, "ran")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, socksifyBin, "--", "touch", marker)
-	cmd.Env = baseEnv(dir)
-	out, err := cmd.CombinedOutput()
-	code := cmd.ProcessState.ExitCode()
-	t.Logf("$ socksify -- touch %s\n  exit %d (%v)\n  %s", marker, code, err, indent(string(out)))
-	if code != 2 {
-		t.Errorf("exit status %d, want 2", code)
+	// In a lab: discovery probes port 1080 of loopback and of the default
+	// router (here the sink), where nothing listens.
+	l := newLab(t)
+	marker := filepath.Join(l.dir, "ran")
+	p := l.start(runOpts{}, socksifyBin, "--", "touch", marker).wait()
+	if p.code != 2 {
+		t.Errorf("exit status %d, want 2", p.code)
 	}
 	if fileExists(marker) {
 		t.Errorf("socksify ran the program without a gateway")
 	}
-	if len(strings.TrimSpace(string(out))) == 0 {
-		t.Errorf("socksify printed nothing to say why")
+	expectContains(t, "socksify", p.stderr.String(), "no gateway configured")
+}
+
+// TestDiscovery: with no gateway configured, socksify uses a SOCKS
+// server on port 1080 of loopback (a socks6d on the same machine).
+func TestDiscovery(t *testing.T) {
+	t.Parallel()
+	needSocksify(t)
+	curl := needTool(t, "curl", "curl")
+	l := newLab(t)
+	g := l.startGatewayAt("127.0.0.1:1080")
+	target := l.target("example.test", l.httpPort)
+	p := l.start(runOpts{}, socksifyBin, "-v", "--", curl, "-sS", "--max-time", "10", l.url("example.test", l.httpPort, "/found")).wait()
+	l.checkNoLeak(p.desc)
+	expectExit(t, p, 0)
+	expectContains(t, "curl", p.stdout.String(), wantBody(target, "/found"))
+	expectContains(t, "socksify -v", p.stderr.String(), "using the SOCKS server on loopback 127.0.0.1:1080")
+	if r := g.wait(t, 5*time.Second, func(r map[string]any) bool { return r["msg"] == "session" && r["target"] == target }); r == nil {
+		t.Errorf("the gateway on 127.0.0.1:1080 logged no session to %s", target)
 	}
 }
 

@@ -525,10 +525,13 @@ type gateway struct {
 	more chan struct{}
 }
 
-func (l *lab) startGateway() {
+func (l *lab) startGateway() { l.gw = l.startGatewayAt("127.0.0.1:0") }
+
+// startGatewayAt starts a socks6d inside app listening on listen.
+func (l *lab) startGatewayAt(listen string) *gateway {
 	t := l.t
-	cfg := filepath.Join(l.dir, "socks6d.toml")
-	conf := fmt.Sprintf(`listen = ["127.0.0.1:0"]
+	cfg := filepath.Join(l.dir, "socks6d-"+strings.NewReplacer(":", "_", "[", "", "]", "").Replace(listen)+".toml")
+	conf := fmt.Sprintf(`listen = [%q]
 log_format = "json"
 
 [timeouts]
@@ -542,7 +545,7 @@ allow_self = true
 servers = ["%s"]
 hosts_file = "-"
 nat64_prefix = "off"
-`, l.dns.Addr)
+`, listen, l.dns.Addr)
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -598,7 +601,7 @@ nat64_prefix = "off"
 		}
 	}
 	g.addr, _ = rec["addr"].(string)
-	l.gw = g
+	return g
 }
 
 func (g *gateway) lines() []string {

@@ -52,9 +52,13 @@ type options struct {
 	verbose bool
 	noWarm  bool
 	isolate bool
-	direct  prefixList
-	listen  portList
-	argv    []string
+	// discover finds a gateway when none is configured (discover in
+	// run; nil in tests of gateway alone).
+	discover func() (addr, how string, ok bool)
+	stderr   io.Writer
+	direct   prefixList
+	listen   portList
+	argv     []string
 }
 
 // portList is the -listen flag: TCP ports, comma-separated and
@@ -176,6 +180,12 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 		return execFailureStatus(err)
 	}
 
+	o.stderr = stderr
+	o.discover = func() (string, string, bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return discover(ctx)
+	}
 	d, err := gateway(o, getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "socksify: %v\n", err)
@@ -327,8 +337,16 @@ func gateway(o options, getenv func(string) (string, bool)) (*client.Dialer, err
 			break
 		}
 	}
+	if spec == "" && o.discover != nil {
+		if addr, how, ok := o.discover(); ok {
+			spec, from = addr, "discovered "+how
+			if o.verbose {
+				fmt.Fprintf(o.stderr, "socksify: no gateway configured; using the SOCKS server %s %s\n", how, addr)
+			}
+		}
+	}
 	if spec == "" {
-		msg := "no gateway configured: give -proxy host:port (or a socks5://, socks5h:// or socks6:// URL), or set SOCKS6_PROXY, ALL_PROXY or SOCKS_SERVER; socksify never runs a program unproxied"
+		msg := "no gateway configured, and none found on port 1080 of loopback or of the default router: give -proxy host:port (or a socks5://, socks5h:// or socks6:// URL), or set SOCKS6_PROXY, ALL_PROXY or SOCKS_SERVER; socksify never runs a program unproxied"
 		if len(skipped) > 0 {
 			msg += "; ignored " + strings.Join(skipped, ", ")
 		}
