@@ -4,13 +4,15 @@ package relay
 
 import (
 	"net"
+	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// The parking poller: one epoll instance, one goroutine blocked in
-// epoll_wait, shared by all sessions. A parked direction is registered
+// The parking poller: one epoll instance, one goroutine waiting for it
+// (in Go's netpoller), shared by all sessions. A parked direction is registered
 // with EPOLLONESHOT and has no goroutine; its socket becoming readable
 // (data, EOF or error) wakes it in a new goroutine. Go's own netpoller
 // still owns the sockets for the actual I/O; a socket may sit in two
@@ -18,6 +20,8 @@ import (
 // closed.
 type poller struct {
 	epfd int
+	f    *os.File        // epfd, kept open (and out of the GC's reach)
+	rc   syscall.RawConn // waits for epfd in Go's netpoller
 	mu   sync.Mutex
 	next uint64
 	m    map[uint64]*direction
@@ -34,7 +38,23 @@ func getPoller() *poller {
 		if err != nil {
 			return
 		}
-		thePoll = &poller{epfd: fd, m: make(map[uint64]*direction)}
+		// The epoll set is itself watched by Go's netpoller (an epoll
+		// descriptor is readable while it has events), so that the loop
+		// waits as a parked goroutine, not as a thread blocked in
+		// epoll_wait: a thread in a long system call makes sysmon take
+		// its P away every 10 ms and then poll every 20 µs for a while,
+		// and every wake needs a thread switch.
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+			return
+		}
+		f := os.NewFile(uintptr(fd), "relay-epoll")
+		rc, err := f.SyscallConn()
+		if err != nil {
+			f.Close()
+			return
+		}
+		thePoll = &poller{epfd: fd, f: f, rc: rc, m: make(map[uint64]*direction)}
 		go thePoll.loop()
 	})
 	return thePoll
@@ -103,11 +123,16 @@ func unpark(d *direction) {
 func (p *poller) loop() {
 	events := make([]unix.EpollEvent, 256)
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if err == unix.EINTR {
-				continue
+		var n int
+		var werr error
+		err := p.rc.Read(func(fd uintptr) bool {
+			n, werr = unix.EpollWait(int(fd), events, 0)
+			if werr == unix.EINTR {
+				return false
 			}
+			return n > 0 || werr != nil // nothing ready: wait in the netpoller
+		})
+		if err != nil || werr != nil {
 			return
 		}
 		for i := range n {
