@@ -129,7 +129,7 @@ func (s *Supervisor) Start(ctx context.Context, path string, argv []string, attr
 	if s.Publish != nil {
 		sup.lis = newListenMgr(sup, s.Publish)
 	}
-	if !s.NoWarm {
+	if s.Warm {
 		if sup.warm = newWarmer(base, s.Dialer, log); sup.warm != nil {
 			sup.dns.onFake = sup.warm.name
 		}

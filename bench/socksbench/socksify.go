@@ -67,7 +67,7 @@ var sfyClients = []struct{ name, how string }{
 	{"direct", "curl, no proxy (the limit)"},
 	{"curl-socks5h", "curl --socks5-hostname (proxy-aware, the baseline)"},
 	{"socksify", "socksify -proxy GW -- curl"},
-	{"socksify-nowarm", "socksify -no-warm -proxy GW -- curl (no RESOLVE ahead of the CONNECT)"},
+	{"socksify-warm", "socksify -warm -proxy GW -- curl (RESOLVE ahead of the CONNECT)"},
 	{"socksify-isolate", "socksify -isolate -proxy GW -- curl (netns + TUN + gVisor netstack)"},
 	{"proxychains4", "proxychains4 -q -f CONF curl (proxy_dns)"},
 }
@@ -233,8 +233,8 @@ func (j *sfyJob) argv(c string, proxy *target, args ...string) ([]string, error)
 		return append([]string{j.Curl, "-q", "--socks5-hostname", proxy.Addr}, args...), nil
 	case "socksify":
 		return append([]string{j.Socksify, "-proxy", proxy.Addr, "--"}, curl...), nil
-	case "socksify-nowarm":
-		return append([]string{j.Socksify, "-no-warm", "-proxy", proxy.Addr, "--"}, curl...), nil
+	case "socksify-warm":
+		return append([]string{j.Socksify, "-warm", "-proxy", proxy.Addr, "--"}, curl...), nil
 	case "socksify-isolate":
 		return append([]string{j.Socksify, "-isolate", "-proxy", proxy.Addr, "--"}, curl...), nil
 	case "proxychains4":

@@ -287,28 +287,29 @@ func TestDig(t *testing.T) {
 			t.Errorf("getent ahostsv6 six.test: %q, want a fake IPv6 address", p.stdout.String())
 		}
 	})
-	// socksify also sends each name it hands out a fake address for to
-	// the gateway's resolver (RESOLVE), so that the gateway's lookup
-	// overlaps the rest of the program's: the name server is asked by the
-	// gateway, never by the program.
+	// With -warm socksify also sends each name it hands out a fake
+	// address for to the gateway's resolver (RESOLVE), so that the
+	// gateway's lookup overlaps the rest of the program's: the name
+	// server is asked by the gateway, never by the program.
 	t.Run("warms_gateway", func(t *testing.T) {
-		p := l.socksify(dig, "+time=3", "+tries=1", "example.test", "A")
+		p := l.start(runOpts{}, socksifyBin, "-proxy", l.gw.addr, "-warm", "--", dig, "+time=3", "+tries=1", "warm.test", "A").wait()
+		l.checkNoLeak(p.desc)
 		expectExit(t, p, 0)
 		r := l.gw.wait(t, 5*time.Second, func(r map[string]any) bool {
-			return r["msg"] == "resolve" && strings.Contains(fmt.Sprint(r["target"]), "example.test")
+			return r["msg"] == "resolve" && fmt.Sprint(r["target"]) == "warm.test"
 		})
 		if r == nil {
-			t.Errorf("the gateway logged no RESOLVE of example.test")
+			t.Errorf("the gateway logged no RESOLVE of warm.test")
 		}
 	})
 	t.Run("no_warm", func(t *testing.T) {
 		before := l.dns.QueriesTotal()
-		p := l.start(runOpts{}, socksifyBin, "-proxy", l.gw.addr, "-no-warm", "--", dig, "+time=3", "+tries=1", "cold.test", "A").wait()
+		p := l.start(runOpts{}, socksifyBin, "-proxy", l.gw.addr, "--", dig, "+time=3", "+tries=1", "cold.test", "A").wait()
 		l.checkNoLeak(p.desc)
 		expectExit(t, p, 0)
 		time.Sleep(300 * time.Millisecond)
 		if n := l.dns.QueriesTotal() - before; n != 0 {
-			t.Errorf("the gateway's name server got %d queries; with -no-warm dig is answered by socksify alone", n)
+			t.Errorf("the gateway's name server got %d queries; without -warm dig is answered by socksify alone", n)
 		}
 	})
 }

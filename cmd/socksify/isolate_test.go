@@ -104,6 +104,21 @@ except OSError as e:
 		// device: checkNoLeak proves it went nowhere else.
 		expectContains(t, "raw socket", p.stdout.String(), "raw sent")
 	})
+	// Without the capabilities to make a namespace, socksify -isolate
+	// says so and runs nothing.
+	t.Run("without_privileges", func(t *testing.T) {
+		setpriv := needTool(t, "setpriv", "util-linux")
+		marker := filepath.Join(l.dir, "iso-ran")
+		p := l.start(runOpts{}, setpriv, "--bounding-set=-sys_admin,-net_admin", "--inh-caps=-all", "--",
+			socksifyBin, "-isolate", "-proxy", l.gw.addr, "--", "touch", marker).wait()
+		if p.code != 125 {
+			t.Errorf("exit status %d, want 125", p.code)
+		}
+		expectContains(t, "socksify", p.stderr.String(), "needs root")
+		if fileExists(marker) {
+			t.Errorf("socksify -isolate ran the program without its namespace")
+		}
+	})
 	// Killing socksify takes the TUN device with it: the program's next
 	// connection fails instead of going out another way.
 	t.Run("supervisor_killed", func(t *testing.T) {

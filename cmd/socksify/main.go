@@ -50,7 +50,7 @@ type options struct {
 	proxy   string
 	user    string
 	verbose bool
-	noWarm  bool
+	warm    bool
 	isolate bool
 	// discover finds a gateway when none is configured (discover in
 	// run; nil in tests of gateway alone).
@@ -146,7 +146,7 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 	fs.StringVar(&o.proxy, "proxy", "", "the gateway: `host:port`, or a URL socks5://[user[:pass]@]host:port,\nsocks5h://… or socks6://…[?ext=require]")
 	fs.StringVar(&o.user, "user", "", "authenticate to the gateway as `USER` (password from the URL or $SOCKS6_PASSWORD)")
 	fs.BoolVar(&o.verbose, "v", false, "print one line per redirected connection to standard error")
-	fs.BoolVar(&o.noWarm, "no-warm", false, "do not send the names the program looks up to the gateway's resolver\nahead of its connects (RESOLVE; on by default with a SOCKS6 gateway)")
+	fs.BoolVar(&o.warm, "warm", false, "send each name the program looks up to the gateway's resolver at once,\nahead of its connect (RESOLVE; needs a SOCKS6 gateway)")
 	fs.BoolVar(&o.isolate, "isolate", false, "strict mode: run the program in a network namespace of its own whose only way out\nis the gateway (a TUN device served by a user-space TCP/IP stack); needs root")
 	fs.Var(&o.direct, "direct", "reach these `CIDR,…` ranges directly, not through the gateway (repeatable)")
 	fs.Var(&o.listen, "listen", "publish the program's listening sockets on these TCP `PORT,…` (or all)\nat the gateway (LISTEN; needs the SOCKS6 extensions)")
@@ -221,7 +221,7 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 	sup := &socksify.Supervisor{
 		Dialer: d,
 		Direct: o.direct,
-		NoWarm: o.noWarm,
+		Warm:   o.warm,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 	var mu sync.Mutex // serialises lines on stderr
