@@ -4,6 +4,7 @@ package socksify
 
 import (
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -568,6 +569,11 @@ func (sup *supervisor) block(c call, dup int, try func() bool) {
 	}
 }
 
+// recvBufPool holds tryRecv's buffers: a recvfrom into 64 KiB (glibc's
+// resolver asks for that much) would otherwise allocate and clear one per
+// call.
+var recvBufPool = sync.Pool{New: func() any { return new([maxDatagram]byte) }}
+
 // tryRecv receives one datagram without blocking and, if there was one,
 // writes it and its source into the thread's memory and answers;
 // answers from the fake DNS server are reported as coming from the
@@ -579,7 +585,9 @@ func (sup *supervisor) tryRecv(c call, dup int, si sockInfo, t *recvTarget) bool
 	for _, v := range t.iov {
 		total += v.Len
 	}
-	buf := make([]byte, min(total, maxDatagram))
+	bp := recvBufPool.Get().(*[maxDatagram]byte)
+	defer recvBufPool.Put(bp)
+	buf := bp[:min(total, maxDatagram)]
 	n, from, err := rawRecvfrom(dup, buf, t.flags&unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT)
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return false
@@ -619,16 +627,18 @@ func (sup *supervisor) tryRecv(c call, dup int, si sockInfo, t *recvTarget) bool
 	if !sup.valid(c) {
 		return true
 	}
-	if _, err := scatterMem(c.tid, t.iov, buf[:got]); err != nil {
+	var name uint64
+	var raw []byte
+	var rawLen uint32
+	if t.name != 0 && src.IsValid() {
+		if r, err := appendSockaddr(nil, si.domain, src); err == nil {
+			name, raw, rawLen = t.name, r[:min(int(t.nameCap), len(r))], uint32(len(r))
+		}
+	}
+	// The payload, the source and its length in one system call.
+	if err := writeRecv(c.tid, t.iov, buf[:got], name, raw, t.nameLenAddr, rawLen); err != nil {
 		sup.fail(c, syscall.EFAULT)
 		return true
-	}
-	if t.name != 0 && src.IsValid() {
-		raw, err := appendSockaddr(nil, si.domain, src)
-		if err == nil {
-			writeMem(c.tid, t.name, raw[:min(int(t.nameCap), len(raw))])
-			writeMem(c.tid, t.nameLenAddr, put32(uint32(len(raw))))
-		}
 	}
 	if t.msgAddr != 0 {
 		writeMem(c.tid, t.msgAddr+offMsgCtrllen, put64(0)) // ancillary data is dropped

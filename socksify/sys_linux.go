@@ -96,13 +96,43 @@ func gatherMem(tid int, iov []unix.RemoteIovec, max int) ([]byte, error) {
 	return b, nil
 }
 
-// scatterMem writes b over the remote iovecs iov, in order, and returns
-// how many bytes it wrote (at most the iovecs' total).
-func scatterMem(tid int, iov []unix.RemoteIovec, b []byte) (int, error) {
-	if len(b) == 0 || len(iov) == 0 {
-		return 0, nil
+// writeRecv stores a received datagram in the thread's memory with one
+// process_vm_writev: the payload data scattered over iov and, if name is
+// not 0, the source address raw (already cut to the caller's buffer) at
+// name and its full length fullLen at lenAddr. It fails only when
+// nothing could be written (process_vm_writev stops at the first bad
+// address and reports what it wrote).
+func writeRecv(tid int, iov []unix.RemoteIovec, data []byte, name uint64, raw []byte, lenAddr uint64, fullLen uint32) error {
+	remote := make([]unix.RemoteIovec, 0, len(iov)+2)
+	left := len(data)
+	for _, v := range iov {
+		if left == 0 {
+			break
+		}
+		if l := min(v.Len, left); l > 0 {
+			remote = append(remote, unix.RemoteIovec{Base: v.Base, Len: l})
+			left -= l
+		}
 	}
-	return unix.ProcessVMWritev(tid, []unix.Iovec{{Base: &b[0], Len: uint64(len(b))}}, iov, 0)
+	data = data[:len(data)-left]
+	local := make([]unix.Iovec, 0, 3)
+	if len(data) > 0 {
+		local = append(local, unix.Iovec{Base: &data[0], Len: uint64(len(data))})
+	}
+	lb := put32(fullLen)
+	if name != 0 {
+		if len(raw) > 0 {
+			local = append(local, unix.Iovec{Base: &raw[0], Len: uint64(len(raw))})
+			remote = append(remote, unix.RemoteIovec{Base: uintptr(name), Len: len(raw)})
+		}
+		local = append(local, unix.Iovec{Base: &lb[0], Len: uint64(len(lb))})
+		remote = append(remote, unix.RemoteIovec{Base: uintptr(lenAddr), Len: len(lb)})
+	}
+	if len(local) == 0 {
+		return nil
+	}
+	_, err := unix.ProcessVMWritev(tid, local, remote, 0)
+	return err
 }
 
 // readIovecs reads n struct iovec at addr.
