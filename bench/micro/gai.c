@@ -4,7 +4,16 @@
 #include <string.h>
 #include <netdb.h>
 #include <time.h>
-int main(int argc, char**argv){
+static int cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: gai N TAG\n");
+    return 2;
+  }
   int n = atoi(argv[1]);
   double tot=0; double *v = malloc(n*sizeof(double));
   for(int i=0;i<n;i++){
@@ -19,7 +28,6 @@ int main(int argc, char**argv){
     freeaddrinfo(res);
     v[i]=((t1.tv_sec-t0.tv_sec)*1e9+(t1.tv_nsec-t0.tv_nsec))/1e3;
   }
-  int cmp(const void*a,const void*b){double x=*(double*)a,y=*(double*)b;return x<y?-1:x>y;}
   qsort(v,n,sizeof(double),cmp);
   printf("getaddrinfo p50 %.1f us p90 %.1f us\n", v[n/2], v[n*9/10]);
 }
