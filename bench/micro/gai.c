@@ -15,7 +15,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   int n = atoi(argv[1]);
-  double tot=0; double *v = malloc(n*sizeof(double));
+  double *v = malloc(n * sizeof(double));
   for(int i=0;i<n;i++){
     char name[64]; snprintf(name,sizeof name,"g%d-%s.example.test", i, argv[2]);
     struct addrinfo h; memset(&h,0,sizeof h); h.ai_socktype=SOCK_STREAM;
