@@ -174,6 +174,17 @@ func (d *dnsServer) serveTCPConn(c net.Conn) {
 		d.mu.Unlock()
 		c.Close()
 	}()
+	serveDNSStream(c, func(m []byte) ([]byte, bool) {
+		resp, q, ok := answerDNS(m, d.fake)
+		d.answered("tcp", q, ok)
+		return resp, ok
+	})
+}
+
+// serveDNSStream answers length-prefixed queries (RFC 1035, section
+// 4.2.2) on c with answer until EOF, dnsIdleTimout without a query, or a
+// message that gets no answer. It does not close c.
+func serveDNSStream(c net.Conn, answer func(msg []byte) ([]byte, bool)) {
 	buf := make([]byte, 2+65535)
 	for {
 		c.SetDeadline(time.Now().Add(dnsIdleTimout))
@@ -184,8 +195,7 @@ func (d *dnsServer) serveTCPConn(c net.Conn) {
 		if _, err := io.ReadFull(c, buf[2:2+n]); err != nil {
 			return
 		}
-		resp, q, ok := answerDNS(buf[2:2+n], d.fake)
-		d.answered("tcp", q, ok)
+		resp, ok := answer(buf[2 : 2+n])
 		if !ok {
 			return
 		}

@@ -1,6 +1,9 @@
 package socksify
 
-import "net/netip"
+import (
+	"net"
+	"net/netip"
+)
 
 // A FakeDNS answers DNS queries with fake addresses, as the supervisor's
 // fake DNS server does, and maps the addresses back to their names. It
@@ -29,6 +32,16 @@ func (f *FakeDNS) Answer(msg []byte) (resp []byte, fakeName string, ok bool) {
 		fakeName = q.name
 	}
 	return resp, fakeName, ok
+}
+
+// ServeStream answers DNS over TCP (RFC 1035 section 4.2.2 framing, as
+// RFC 7766 asks) on c until EOF, 10 s without a query, or a message that
+// gets no answer. It does not close c.
+func (f *FakeDNS) ServeStream(c net.Conn) {
+	serveDNSStream(c, func(m []byte) ([]byte, bool) {
+		resp, _, ok := answerDNS(m, f.t)
+		return resp, ok
+	})
 }
 
 // Name returns the name that owns the fake address ip, if any.

@@ -2,7 +2,6 @@ package isolate
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -340,31 +339,12 @@ func (n *netstack) acceptDNS(r *tcp.ForwarderRequest) {
 	}()
 }
 
-// serveDNSConn answers DNS over TCP (RFC 7766 framing) on c, which it
-// closes (c is in n.open).
+// serveDNSConn answers DNS over TCP on c, which it closes (c is in
+// n.open).
 func (n *netstack) serveDNSConn(c net.Conn) {
 	defer n.open.remove(c)
 	defer c.Close()
-	var l [2]byte
-	buf := make([]byte, 65535)
-	for {
-		c.SetReadDeadline(time.Now().Add(dnsIdle))
-		if _, err := io.ReadFull(c, l[:]); err != nil {
-			return
-		}
-		m := buf[:binary.BigEndian.Uint16(l[:])]
-		if _, err := io.ReadFull(c, m); err != nil {
-			return
-		}
-		resp, _, ok := n.fake.Answer(m)
-		if !ok {
-			continue
-		}
-		out := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(resp)), uint16(len(resp)))
-		if _, err := c.Write(append(out, resp...)); err != nil {
-			return
-		}
-	}
+	n.fake.ServeStream(c)
 }
 
 // relayUDP carries one UDP flow through its own association.
