@@ -362,14 +362,25 @@ func waitSessions(l *lab, target string, n int) bool {
 func TestSupervisorKilled(t *testing.T) {
 	t.Parallel()
 	needSocksify(t)
+	l := newLab(t)
+	l.killBetweenFetches(t, "-v")
+}
+
+// killBetweenFetches runs a shell under socksify (with flags) that
+// fetches once, waits, and fetches again; it SIGKILLs socksify in
+// between. The second fetch must fail (fail closed) and nothing may
+// reach the sink.
+func (l *lab) killBetweenFetches(t *testing.T, flags ...string) {
+	t.Helper()
 	curl := needTool(t, "curl", "curl")
 	bash := needTool(t, "bash", "bash")
-	l := newLab(t)
-	flag := filepath.Join(l.dir, "go-on")
+	flag := filepath.Join(t.TempDir(), "go-on")
 	script := curl + " -sS --max-time 5 " + l.url("example.test", l.httpPort, "/first") + "; echo first-done; " +
 		"i=0; while [ ! -e " + flag + " ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; " +
 		curl + " -sS --max-time 5 " + l.url("example.test", l.httpPort, "/second") + "; echo second-exit=$?"
-	p := l.start(runOpts{}, l.socksifyArgv(bash, "-c", script)...)
+	argv := append(append([]string{socksifyBin, "-proxy", l.gw.addr}, flags...), "--", bash, "-c", script)
+	before := len(l.gw.sessions(l.target("example.test", l.httpPort)))
+	p := l.start(runOpts{}, argv...)
 	if !p.waitOutput("first-done", 15*time.Second) {
 		p.wait()
 		t.Fatal("the first fetch did not finish")
@@ -398,7 +409,7 @@ func TestSupervisorKilled(t *testing.T) {
 		t.Errorf("the second curl exited 0 after socksify was killed")
 	}
 	l.checkNoLeak("fetch after socksify was killed")
-	if n := len(l.gw.sessions(l.target("example.test", l.httpPort))); n > 1 {
+	if n := len(l.gw.sessions(l.target("example.test", l.httpPort))) - before; n > 1 {
 		t.Errorf("the gateway logged %d sessions, want only the first fetch's", n)
 	}
 }

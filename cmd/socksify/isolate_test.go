@@ -1,12 +1,10 @@
 package main_test
 
 import (
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -121,34 +119,6 @@ except OSError as e:
 	})
 	// Killing socksify takes the TUN device with it: the program's next
 	// connection fails instead of going out another way.
-	t.Run("supervisor_killed", func(t *testing.T) {
-		bash := needTool(t, "bash", "bash")
-		flag := filepath.Join(l.dir, "iso-go-on")
-		script := curl + " -sS --max-time 5 " + l.url("example.test", l.httpPort, "/first") + "; echo first-done; " +
-			"i=0; while [ ! -e " + flag + " ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; " +
-			curl + " -sS --max-time 5 " + l.url("example.test", l.httpPort, "/second") + "; echo second-exit=$?"
-		p := l.start(runOpts{}, socksifyBin, "-isolate", "-proxy", l.gw.addr, "--", bash, "-c", script)
-		if !p.waitOutput("first-done", 15*time.Second) {
-			p.wait()
-			t.Fatal("the first fetch did not finish")
-		}
-		pid := p.cmd.Process.Pid
-		if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); strings.TrimSpace(string(comm)) != "socksify" {
-			t.Fatalf("process %d is %q, not socksify", pid, comm)
-		}
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(flag, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		p.waitOutput("second-exit=", 20*time.Second)
-		p.wait()
-		out := p.stdout.String()
-		expectContains(t, "first fetch", out, wantBody(l.target("example.test", l.httpPort), "/first"))
-		if strings.Contains(out, "Path=/second") {
-			t.Errorf("the second fetch succeeded after socksify was killed")
-		}
-		l.checkNoLeak(p.desc)
-	})
+	t.Run("supervisor_killed", func(t *testing.T) { l.killBetweenFetches(t, "-isolate") })
+
 }
