@@ -440,7 +440,7 @@ func TestDiscovery(t *testing.T) {
 	needSocksify(t)
 	curl := needTool(t, "curl", "curl")
 	l := newLab(t)
-	g := l.startGatewayAt("127.0.0.1:1080")
+	g := l.startGatewayAt("127.0.0.1:1080", "")
 	target := l.target("example.test", l.httpPort)
 	p := l.start(runOpts{}, socksifyBin, "-v", "--", curl, "-sS", "--max-time", "10", l.url("example.test", l.httpPort, "/found")).wait()
 	l.checkNoLeak(p.desc)

@@ -525,12 +525,14 @@ type gateway struct {
 	more chan struct{}
 }
 
-func (l *lab) startGateway() { l.gw = l.startGatewayAt("127.0.0.1:0") }
+func (l *lab) startGateway() { l.gw = l.startGatewayAt("127.0.0.1:0", "") }
 
-// startGatewayAt starts a socks6d inside app listening on listen.
-func (l *lab) startGatewayAt(listen string) *gateway {
+// startGatewayAt starts a socks6d inside app listening on listen, with
+// extra appended to its configuration.
+func (l *lab) startGatewayAt(listen, extra string) *gateway {
 	t := l.t
-	cfg := filepath.Join(l.dir, "socks6d-"+strings.NewReplacer(":", "_", "[", "", "]", "").Replace(listen)+".toml")
+	t.Helper()
+	cfg := filepath.Join(l.dir, fmt.Sprintf("socks6d-%d.toml", time.Now().UnixNano()))
 	conf := fmt.Sprintf(`listen = [%q]
 log_format = "json"
 
@@ -545,7 +547,7 @@ allow_self = true
 servers = ["%s"]
 hosts_file = "-"
 nat64_prefix = "off"
-`, listen, l.dns.Addr)
+%s`, listen, l.dns.Addr, extra)
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

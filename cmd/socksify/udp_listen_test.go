@@ -5,7 +5,6 @@ package main_test
 // of e2e_test.go.
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -60,71 +59,10 @@ func (l *lab) udpEcho(addr string) int {
 }
 
 // startGatewayWith starts a second socks6d inside app whose configuration
-// has extra appended (policy rules, say), and returns its address.
+// has extra appended (policy rules, say).
 func (l *lab) startGatewayWith(extra string) *gateway {
-	t := l.t
-	t.Helper()
-	cfg := filepath.Join(l.dir, fmt.Sprintf("socks6d-%d.toml", time.Now().UnixNano()))
-	conf := fmt.Sprintf(`listen = ["127.0.0.1:0"]
-log_format = "json"
-
-[timeouts]
-shutdown = "0s"
-
-[guard]
-allow_loopback = true
-allow_self = true
-
-[resolver]
-servers = ["%s"]
-hosts_file = "-"
-nat64_prefix = "off"
-%s`, l.dns.Addr, extra)
-	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	g := &gateway{more: make(chan struct{})}
-	cmd := exec.Command("ip", "netns", "exec", l.app.Name, socks6dBin, "-config", cfg)
-	cmd.Env = baseEnv(l.dir)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			g.mu.Lock()
-			g.log = append(g.log, sc.Text())
-			close(g.more)
-			g.more = make(chan struct{})
-			g.mu.Unlock()
-		}
-		close(done)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("second socks6d log:\n%s", strings.Join(g.lines(), "\n"))
-		}
-	})
-	rec := g.wait(t, 10*time.Second, func(r map[string]any) bool { return r["msg"] == "listening" })
-	if rec == nil {
-		t.Fatalf("the second socks6d did not start:\n%s", strings.Join(g.lines(), "\n"))
-	}
-	g.addr, _ = rec["addr"].(string)
-	return g
+	l.t.Helper()
+	return l.startGatewayAt("127.0.0.1:0", extra)
 }
 
 func TestUDP(t *testing.T) {
