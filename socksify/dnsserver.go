@@ -123,19 +123,27 @@ func (d *dnsServer) isServer(ap netip.AddrPort) bool {
 
 func (d *dnsServer) serveUDP(pc *net.UDPConn) {
 	defer d.wg.Done()
+	serveDNSPacket(pc, func(m []byte) ([]byte, bool) {
+		resp, q, ok := answerDNS(m, d.fake)
+		d.answered("udp", q, ok)
+		return resp, ok
+	})
+}
+
+// serveDNSPacket answers the queries that come to pc with answer until pc
+// is closed.
+func serveDNSPacket(pc net.PacketConn, answer func(msg []byte) ([]byte, bool)) {
 	buf := make([]byte, 65535)
 	for {
-		n, from, err := pc.ReadFromUDPAddrPort(buf)
+		n, from, err := pc.ReadFrom(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		resp, q, ok := answerDNS(buf[:n], d.fake)
-		d.answered("udp", q, ok)
-		if ok {
-			pc.WriteToUDPAddrPort(resp, from)
+		if resp, ok := answer(buf[:n]); ok {
+			pc.WriteTo(resp, from)
 		}
 	}
 }

@@ -44,6 +44,15 @@ func (f *FakeDNS) ServeStream(c net.Conn) {
 	})
 }
 
+// ServePacket answers the DNS queries that come to pc until pc is
+// closed.
+func (f *FakeDNS) ServePacket(pc net.PacketConn) {
+	serveDNSPacket(pc, func(m []byte) ([]byte, bool) {
+		resp, _, ok := answerDNS(m, f.t)
+		return resp, ok
+	})
+}
+
 // Name returns the name that owns the fake address ip, if any.
 func (f *FakeDNS) Name(ip netip.Addr) (string, bool) { return f.t.name(ip) }
 

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -74,6 +75,30 @@ func TestIsolate(t *testing.T) {
 				t.Errorf("dig %s: answer %v, want a fake address", mode, m)
 			}
 		}
+	})
+	// A nameserver on loopback (systemd-resolved's 127.0.0.53) is served
+	// inside the namespace, whose loopback is its own.
+	t.Run("loopback_nameserver", func(t *testing.T) {
+		dig := needTool(t, "dig", "dnsutils")
+		conf := filepath.Join("/etc/netns", l.app.Name, "resolv.conf")
+		old, err := os.ReadFile(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(conf, []byte("nameserver 127.0.0.53\noptions timeout:2 attempts:1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.WriteFile(conf, old, 0o644)
+		p := l.isolate(runOpts{}, dig, "+time=3", "+tries=1", "loop.test", "A")
+		expectExit(t, p, 0)
+		expectContains(t, "dig", p.stdout.String(), "SERVER: 127.0.0.53#53")
+		if m := regexp.MustCompile(`(?m)^loop\.test\.\s+\d+\s+IN\s+A\s+(\S+)$`).FindStringSubmatch(p.stdout.String()); m == nil || !isFake(m[1]) {
+			t.Errorf("dig via 127.0.0.53: answer %v, want a fake address", m)
+		}
+		target := l.target("example.test", l.httpPort)
+		p = l.isolate(runOpts{}, curl, "-sS", "--max-time", "10", l.url("example.test", l.httpPort, "/lo-ns"))
+		expectExit(t, p, 0)
+		expectContains(t, "curl", p.stdout.String(), wantBody(target, "/lo-ns"))
 	})
 	t.Run("udp", func(t *testing.T) {
 		needUDP(t)

@@ -272,19 +272,7 @@ func (n *netstack) serveDNSPacket(pc net.PacketConn) func() {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		buf := make([]byte, 65535)
-		for {
-			k, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue
-			}
-			if resp, _, ok := n.fake.Answer(buf[:k]); ok {
-				pc.WriteTo(resp, from)
-			}
-		}
+		n.fake.ServePacket(pc)
 	}()
 	return func() { pc.Close() }
 }
