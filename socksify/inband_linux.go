@@ -228,7 +228,7 @@ func (h *inband) waitInline(events int16) error {
 		for i := range fds[:nfds] {
 			fds[i].Revents = 0
 		}
-		n, err := unix.Ppoll(fds[:nfds], ts, nil)
+		n, err := pollHeld(fds[:nfds], ts)
 		if err == unix.EINTR {
 			continue
 		}

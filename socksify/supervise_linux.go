@@ -404,7 +404,7 @@ func (p *Process) serve() {
 		for i := range fds {
 			fds[i].Revents = 0
 		}
-		if _, err := unix.Poll(fds, -1); err != nil {
+		if _, err := pollHeld(fds, nil); err != nil {
 			if err == unix.EINTR {
 				continue
 			}
