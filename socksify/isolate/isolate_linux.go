@@ -89,6 +89,8 @@ func Start(ctx context.Context, cfg Config, path string, argv []string, attr *os
 	if attr == nil {
 		attr = &os.ProcAttr{}
 	}
+	a := *attr // the caller's stays as it was
+	attr = &a
 	if attr.Files == nil {
 		attr.Files = []*os.File{os.Stdin, os.Stdout, os.Stderr}
 	}
