@@ -3,7 +3,10 @@
 // client speaks to it, with the extensions of draft-socks6-extensions-00
 // when the gateway offers them). It works for static binaries too (Go,
 // musl), needs no privileges, and fails closed: what it cannot redirect
-// fails rather than going out directly.
+// fails rather than going out directly. Package socksify/isolate is the
+// strict alternative: a network namespace behind a TUN device and a
+// user-space TCP/IP stack, which needs root; it shares this package's
+// fake DNS ([FakeDNS]).
 //
 // # Mechanism
 //
