@@ -128,20 +128,7 @@ func testMain(m *testing.M) int {
 		goclientBin = filepath.Join(binDir, "goclient")
 		gcErr = build(goclientBin, "./cmd/socksify/testdata/goclient")
 	})
-	wg.Go(func() {
-		cc, err := exec.LookPath("musl-gcc")
-		if err != nil {
-			muslErr = "musl-gcc not found: apt-get install musl-tools"
-			return
-		}
-		p := filepath.Join(binDir, "musl")
-		out, err := exec.Command(cc, "-static", "-O2", "-Wall", "-o", p, filepath.Join(testdataDir, "musl.c")).CombinedOutput()
-		if err != nil {
-			muslErr = fmt.Sprintf("musl-gcc -static musl.c: %v\n%s", err, out)
-			return
-		}
-		muslBin = p
-	})
+	wg.Go(func() { muslBin, muslErr = buildMusl("musl") })
 	wg.Go(func() {
 		if p, err := exec.LookPath("python3"); err == nil {
 			out, err := exec.Command(p, "-c", "import sys; print(sys.executable)").Output()
@@ -160,6 +147,21 @@ func testMain(m *testing.M) int {
 	code := m.Run()
 	os.Remove("/etc/netns") // only if empty: labs remove their own entries
 	return code
+}
+
+// buildMusl builds testdata/NAME.c with musl-gcc -static into binDir and
+// returns the binary, or why it could not.
+func buildMusl(name string) (bin, whyNot string) {
+	cc, err := exec.LookPath("musl-gcc")
+	if err != nil {
+		return "", "musl-gcc not found: apt-get install musl-tools"
+	}
+	p := filepath.Join(binDir, name)
+	out, err := exec.Command(cc, "-static", "-O2", "-Wall", "-o", p, filepath.Join(testdataDir, name+".c")).CombinedOutput()
+	if err != nil {
+		return "", fmt.Sprintf("musl-gcc -static %s.c: %v\n%s", name, err, out)
+	}
+	return p, ""
 }
 
 func moduleRoot() (string, error) {

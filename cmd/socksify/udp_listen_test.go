@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -216,20 +215,7 @@ var (
 // needMmsg builds testdata/mmsg.c with musl-gcc -static.
 func needMmsg(t *testing.T) string {
 	t.Helper()
-	mmsgOnce.Do(func() {
-		cc, err := exec.LookPath("musl-gcc")
-		if err != nil {
-			mmsgErr = "musl-gcc not found: apt-get install musl-tools"
-			return
-		}
-		p := filepath.Join(binDir, "mmsg")
-		out, err := exec.Command(cc, "-static", "-O2", "-Wall", "-o", p, filepath.Join(testdataDir, "mmsg.c")).CombinedOutput()
-		if err != nil {
-			mmsgErr = fmt.Sprintf("musl-gcc -static mmsg.c: %v\n%s", err, out)
-			return
-		}
-		mmsgBin = p
-	})
+	mmsgOnce.Do(func() { mmsgBin, mmsgErr = buildMusl("mmsg") })
 	if mmsgBin == "" {
 		if strings.HasPrefix(mmsgErr, "musl-gcc not found") {
 			t.Skip(mmsgErr)
