@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -429,7 +428,7 @@ func TestPasswordPrompt(t *testing.T) {
 	cmd := command(ctx, nil, "-proxy", gw, "-user", "alice", "connect", echo)
 	cmd.Stdin = slave
 	var stdout bytes.Buffer
-	stderr := &syncBuffer{}
+	stderr := &socks6test.Buffer{}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -457,7 +456,7 @@ func TestConnectInterrupted(t *testing.T) {
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	ctx, cancel := context.WithCancel(t.Context())
-	var stdout, stderr syncBuffer
+	var stdout, stderr socks6test.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"-proxy", gw, "connect", echo}, env{stdin: pr, stdout: &stdout, stderr: &stderr, lookup: noEnv})
@@ -478,24 +477,6 @@ func TestConnectInterrupted(t *testing.T) {
 }
 
 func noEnv(string) (string, bool) { return "", false }
-
-// syncBuffer is a bytes.Buffer for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 func TestResolve(t *testing.T) {
 	gw := newGateway(t, gatewayOpts{})
@@ -659,7 +640,7 @@ func TestHelp(t *testing.T) {
 type listenProc struct {
 	cmd    *exec.Cmd
 	addr   string // the public address from its standard output
-	stderr *syncBuffer
+	stderr *socks6test.Buffer
 	done   chan struct{} // closed when it has exited
 	err    error         // from Wait, after done
 }
@@ -669,7 +650,7 @@ type listenProc struct {
 // gateway does not support LISTEN yet.
 func startListen(t *testing.T, gw string, args ...string) *listenProc {
 	t.Helper()
-	p := &listenProc{stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &listenProc{stderr: &socks6test.Buffer{}, done: make(chan struct{})}
 	p.cmd = command(t.Context(), nil, append([]string{"-proxy", gw, "-v", "listen"}, args...)...)
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -955,8 +936,8 @@ func TestListenEnds(t *testing.T) {
 	socks6test.CheckGoroutines(t, 2) // the relay's shared poller may stay
 	web := webServer(t, "x")
 	srv, gw := newGatewayServer(t, gatewayOpts{})
-	start := func(ctx context.Context) (*syncBuffer, *syncBuffer, chan int) {
-		var stdout, stderr syncBuffer
+	start := func(ctx context.Context) (*socks6test.Buffer, *socks6test.Buffer, chan int) {
+		var stdout, stderr socks6test.Buffer
 		done := make(chan int, 1)
 		go func() {
 			done <- run(ctx, []string{"-proxy", gw, "listen", "-to", web}, env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, lookup: noEnv})
