@@ -169,15 +169,9 @@ func TestStaticGo(t *testing.T) {
 		}
 	})
 	t.Run("stress", func(t *testing.T) {
-		const n = 500
-		target := l.target("example.test", l.httpPort)
-		before := len(l.gw.sessions(target))
-		p := l.socksifyOpts(runOpts{timeout: 45 * time.Second}, goclientBin, "stress", strconv.Itoa(n), l.url("example.test", l.httpPort, "/stress"))
-		expectExit(t, p, 0)
-		expectContains(t, "goclient stress", p.stdout.String(), strconv.Itoa(n)+" requests, 0 failures")
-		if !waitSessions(l, target, before+n) {
-			t.Errorf("the gateway logged %d sessions to %s, want %d", len(l.gw.sessions(target))-before, target, n)
-		}
+		l.stress(t, 500, func(argv ...string) *proc {
+			return l.socksifyOpts(runOpts{timeout: 45 * time.Second}, argv...)
+		})
 	})
 	t.Run("udp", func(t *testing.T) {
 		needUDP(t)
@@ -343,6 +337,21 @@ func TestShellTree(t *testing.T) {
 		expectContains(t, "parent", p.stdout.String(), "parent-exits")
 		expectContains(t, "orphan", p.stdout.String(), wantBody(target, "/orphan"))
 	})
+}
+
+// stress runs the static Go client's "stress N" (N fetches of
+// example.test) with run, and checks that all succeeded and that the
+// gateway logged N sessions for them.
+func (l *lab) stress(t *testing.T, n int, run func(argv ...string) *proc) {
+	t.Helper()
+	target := l.target("example.test", l.httpPort)
+	before := len(l.gw.sessions(target))
+	p := run(goclientBin, "stress", strconv.Itoa(n), l.url("example.test", l.httpPort, "/stress"))
+	expectExit(t, p, 0)
+	expectContains(t, "goclient stress", p.stdout.String(), strconv.Itoa(n)+" requests, 0 failures")
+	if !waitSessions(l, target, before+n) {
+		t.Errorf("the gateway logged %d sessions to %s, want %d", len(l.gw.sessions(target))-before, target, n)
+	}
 }
 
 func waitSessions(l *lab, target string, n int) bool {

@@ -55,15 +55,9 @@ func TestIsolate(t *testing.T) {
 		l.expectNoSession(l.target("127.0.0.1", l.httpPort))
 	})
 	t.Run("static_go_stress", func(t *testing.T) {
-		const n = 200
-		target := l.target("example.test", l.httpPort)
-		before := len(l.gw.sessions(target))
-		p := l.isolate(runOpts{timeout: 45 * time.Second}, goclientBin, "stress", strconv.Itoa(n), l.url("example.test", l.httpPort, "/stress"))
-		expectExit(t, p, 0)
-		expectContains(t, "goclient stress", p.stdout.String(), strconv.Itoa(n)+" requests, 0 failures")
-		if !waitSessions(l, target, before+n) {
-			t.Errorf("the gateway logged %d sessions to %s, want %d", len(l.gw.sessions(target))-before, target, n)
-		}
+		l.stress(t, 200, func(argv ...string) *proc {
+			return l.isolate(runOpts{timeout: 45 * time.Second}, argv...)
+		})
 	})
 	t.Run("dig_udp_and_tcp", func(t *testing.T) {
 		dig := needTool(t, "dig", "dnsutils")
