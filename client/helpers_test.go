@@ -41,16 +41,7 @@ func startGateway(t testing.TB, s *server.Server) string {
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
-	ln := socks6test.Listen(t)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		<-done
-	})
-	return ln.Addr().String()
+	return socks6test.ServeGateway(t, s)
 }
 
 // gatewayOpts configures newGateway.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/socks6/socks6/internal/socks6test"
 	"github.com/socks6/socks6/server"
@@ -18,16 +17,7 @@ func startGateway(t testing.TB, s *server.Server) string {
 	if s.Logger == nil {
 		s.Logger = socks6test.Logger(t)
 	}
-	ln := socks6test.Listen(t)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		<-done
-	})
-	return ln.Addr().String()
+	return socks6test.ServeGateway(t, s)
 }
 
 // loopbackGateway returns a gateway that may reach loopback targets, as

@@ -28,16 +28,7 @@ func startGateway(t *testing.T, r server.Resolver) string {
 		Resolver: r,
 		Logger:   socks6test.Logger(t),
 	}
-	ln := socks6test.Listen(t)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		<-done
-	})
-	return ln.Addr().String()
+	return socks6test.ServeGateway(t, s)
 }
 
 // rawTCP returns a raw socket fd connected to addr, blocking or not.

@@ -138,16 +138,7 @@ func newGatewayServer(t *testing.T, o gatewayOpts) (*server.Server, string) {
 			return server.ErrBadCredentials
 		})
 	}
-	ln := socks6test.Listen(t)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		<-done
-	})
-	return s, ln.Addr().String()
+	return s, socks6test.ServeGateway(t, s)
 }
 
 // result is how a run of socks6 ended.

@@ -1,6 +1,7 @@
 package socks6test
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -24,6 +25,30 @@ func Listen(t testing.TB) net.Listener {
 	}
 	t.Cleanup(func() { ln.Close() })
 	return ln
+}
+
+// A Servable is a server that ServeGateway can run: server.Server (this package
+// sits below it and does not import it).
+type Servable interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+// ServeGateway runs srv on a Listen listener until the test ends, then shuts it
+// down (5 s at most) and waits for Serve to return. It returns the
+// listener's address.
+func ServeGateway(t testing.TB, srv Servable) string {
+	t.Helper()
+	ln := Listen(t)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+	})
+	return ln.Addr().String()
 }
 
 // Serve accepts on ln until it is closed and runs handle for each
