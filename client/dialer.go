@@ -107,15 +107,9 @@ func (d *Dialer) Dial(network, address string) (net.Conn, error) {
 // ctx does not affect the connection. A refusal by the gateway is a
 // *net.OpError wrapping a *ReplyError.
 func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	target, family, err := parseTarget(ctx, network, address)
-	if err == nil {
-		err = d.checkCredentials()
-	}
+	target, family, err := d.prepare(ctx, network, address)
 	if err != nil {
-		return nil, d.opError("connect", network, address, err)
-	}
-	if d.Family != 0 {
-		family = d.Family
+		return nil, err
 	}
 	ctx, cancel := d.handshakeContext(ctx)
 	defer cancel()
@@ -123,17 +117,10 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	if err != nil {
 		return nil, d.opError("connect", network, address, err)
 	}
-	stop := watch(ctx, c)
-	conn, err := d.connect(c, target, family, address)
+	conn, err := d.handshakeOn(ctx, c, target, family, network, address)
 	if err != nil {
-		err = ctxErr(ctx, err)
-		stop()
 		c.Close()
-		return nil, d.opError("connect", network, address, err)
-	}
-	if err := stop(); err != nil {
-		c.Close()
-		return nil, d.opError("connect", network, address, err)
+		return nil, err
 	}
 	return conn, nil
 }

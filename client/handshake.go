@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+
+	"github.com/socks6/socks6/proto"
 )
 
 // Handshake runs the gateway handshake and a CONNECT to address over c, a
@@ -31,18 +33,35 @@ func (d *Dialer) Handshake(ctx context.Context, c net.Conn, network, address str
 	if c == nil {
 		return nil, d.opError("connect", network, address, errors.New("socks: Handshake needs a connection"))
 	}
+	target, family, err := d.prepare(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := d.handshakeContext(ctx)
+	defer cancel()
+	return d.handshakeOn(ctx, c, target, family, network, address)
+}
+
+// prepare checks a CONNECT's arguments and the credentials, and returns
+// the target and the address family to ask for.
+func (d *Dialer) prepare(ctx context.Context, network, address string) (proto.Addr, proto.Family, error) {
 	target, family, err := parseTarget(ctx, network, address)
 	if err == nil {
 		err = d.checkCredentials()
 	}
 	if err != nil {
-		return nil, d.opError("connect", network, address, err)
+		return proto.Addr{}, 0, d.opError("connect", network, address, err)
 	}
 	if d.Family != 0 {
 		family = d.Family
 	}
-	ctx, cancel := d.handshakeContext(ctx)
-	defer cancel()
+	return target, family, nil
+}
+
+// handshakeOn runs the handshake and the CONNECT on c, a connection to
+// the gateway, within ctx (through c's deadlines, cleared on success).
+// It does not close c.
+func (d *Dialer) handshakeOn(ctx context.Context, c net.Conn, target proto.Addr, family proto.Family, network, address string) (*Conn, error) {
 	stop := watch(ctx, c)
 	conn, err := d.connect(c, target, family, address)
 	if err != nil {
