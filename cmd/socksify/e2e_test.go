@@ -709,6 +709,7 @@ type proc struct {
 	done   chan struct{}
 	code   int // exit status; -1 if killed by a signal
 	err    error
+	logged atomic.Bool // wait logged the output
 }
 
 type runOpts struct {
@@ -753,6 +754,12 @@ func (l *lab) start(o runOpts, argv ...string) *proc {
 	t.Cleanup(func() {
 		syscall.Kill(-pgid, syscall.SIGKILL) // stragglers of the test's own process group
 		<-p.done
+		if t.Failed() && !p.logged.Load() {
+			// A test that stopped early never waited for p: what p
+			// printed is the best clue to why.
+			t.Logf("$ %s (killed at the test's end)\n  stdout: %s\n  stderr: %s", p.desc,
+				indent(p.stdout.String()), indent(p.stderr.String()))
+		}
 	})
 	return p
 }
@@ -761,6 +768,7 @@ func (l *lab) start(o runOpts, argv ...string) *proc {
 func (p *proc) wait() *proc {
 	p.t.Helper()
 	<-p.done
+	p.logged.Store(true)
 	p.t.Logf("$ %s\n  exit %d%s\n  stdout: %s\n  stderr: %s", p.desc, p.code, errSuffix(p.err),
 		indent(p.stdout.String()), indent(p.stderr.String()))
 	return p
