@@ -77,3 +77,11 @@ func handshakeErrno(err error) syscall.Errno {
 	}
 	return syscall.ECONNREFUSED
 }
+
+// ConnectErrno returns the errno a program's connect gets, in the
+// seccomp mode, when the gateway's CONNECT failed with err (an error of
+// client.Dialer): the reply code's errno (see replyErrno), EACCES for
+// refused credentials, ETIMEDOUT when time ran out, the system's errno
+// when the gateway could not be reached, else ECONNREFUSED. The isolate
+// mode answers the program's SYN to match.
+func ConnectErrno(err error) syscall.Errno { return handshakeErrno(err) }

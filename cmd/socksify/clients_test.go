@@ -122,6 +122,7 @@ func TestPython(t *testing.T) {
 		expectExit(t, p, 0)
 		expectContains(t, "python", p.stdout.String(), "python refused: ConnectionRefusedError")
 	})
+	t.Run("errno", func(t *testing.T) { l.connectErrnos(t, false) })
 	t.Run("udp", func(t *testing.T) {
 		needUDP(t)
 		p := l.socksify(py, script, "udp", "udp.test", strconv.Itoa(l.udpPort), "ping-from-python")
@@ -363,6 +364,45 @@ func waitSessions(l *lab, target string, n int) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
+}
+
+// connectErrnos connects python3 under socksify (-isolate if isolate is
+// set), through a gateway of its own that denies two names, to names the
+// gateway refuses for different reasons, over IPv4 and IPv6 fake
+// addresses, and checks the errno each connect returns: the reply code's
+// errno (EHOSTUNREACH for a name that does not exist, EACCES for a denied
+// one). In the isolate mode an ICMP error carries it, and for IPv4 Linux
+// reports "administratively prohibited" as EHOSTUNREACH.
+func (l *lab) connectErrnos(t *testing.T, isolate bool) {
+	t.Helper()
+	py := needPython(t)
+	gw := l.startGatewayAt("127.0.0.1:0", "\n[[rule]]\naction = \"deny\"\ndomains = [\"denied.test\", \"denied6.test\"]\n")
+	denied4 := syscall.EACCES
+	if isolate {
+		denied4 = syscall.EHOSTUNREACH
+	}
+	for _, c := range []struct {
+		family, host string
+		want         syscall.Errno
+	}{
+		{"4", "nosuch.test", syscall.EHOSTUNREACH}, // NXDOMAIN at the gateway
+		{"6", "nosuch6.test", syscall.EHOSTUNREACH},
+		{"4", "denied.test", denied4}, // not allowed by ruleset
+		{"6", "denied6.test", syscall.EACCES},
+	} {
+		argv := []string{socksifyBin, "-proxy", gw.addr, "-v"}
+		if isolate {
+			argv = append(argv, "-isolate")
+		}
+		argv = append(argv, "--", py, filepath.Join(testdataDir, "pyclient.py"), "errno", c.family, c.host, "80")
+		p := l.start(runOpts{}, argv...).wait()
+		l.checkNoLeak(p.desc)
+		expectExit(t, p, 0)
+		expectContains(t, "python", p.stdout.String(), fmt.Sprintf("python errno: %s %s %d", c.family, c.host, int(c.want)))
+		if !regexp.MustCompile(`socksify: python3?\[\d+\] tcp ` + regexp.QuoteMeta(c.host) + `:80`).MatchString(p.stderr.String()) {
+			t.Errorf("socksify -v: no line naming python for %s in:\n%s", c.host, p.stderr.String())
+		}
+	}
 }
 
 // TestSupervisorKilled kills socksify with SIGKILL while its program

@@ -33,7 +33,10 @@ func TestIsolate(t *testing.T) {
 		p := l.isolate(runOpts{}, curl, "-sS", "--max-time", "10", l.url("example.test", l.httpPort, "/iso"))
 		expectExit(t, p, 0)
 		expectContains(t, "curl", p.stdout.String(), wantBody(target, "/iso"))
-		expectContains(t, "socksify -v", p.stderr.String(), "tcp example.test:"+strconv.Itoa(l.httpPort))
+		// -v names the process, found by its socket in the namespace.
+		if !regexp.MustCompile(`socksify: curl\[\d+\] tcp example\.test:` + strconv.Itoa(l.httpPort)).MatchString(p.stderr.String()) {
+			t.Errorf("socksify -v: no line naming curl for example.test in:\n%s", p.stderr.String())
+		}
 		l.waitSession(target) // the gateway got the name
 	})
 	t.Run("curl_ipv6_literal", func(t *testing.T) {
@@ -46,7 +49,11 @@ func TestIsolate(t *testing.T) {
 	t.Run("closed_port", func(t *testing.T) {
 		p := l.isolate(runOpts{}, curl, "-sS", "--max-time", "10", l.url("example.test", l.closedPort, "/"))
 		expectExit(t, p, 7) // ECONNREFUSED: the stack resets what the gateway refused
+		expectContains(t, "socksify -v", p.stderr.String(), "connection refused (0x05) -> ECONNREFUSED")
 	})
+	// The gateway's reason reaches the program as the errno its connect
+	// returns, as in the seccomp mode: an ICMP error answers the SYN.
+	t.Run("errno", func(t *testing.T) { l.connectErrnos(t, true) })
 	// Loopback is the namespace's own: the host's services there are
 	// out of reach, and nothing goes around the gateway.
 	t.Run("own_loopback", func(t *testing.T) {

@@ -441,7 +441,7 @@ func eventLine(ev socksify.Event, gw string) string {
 	if ev.Pid != 0 {
 		fmt.Fprintf(&b, "socksify: %s[%d] %s ", ev.Comm, ev.Pid, ev.Network)
 	} else {
-		fmt.Fprintf(&b, "socksify: %s ", ev.Network) // -isolate: the stack does not know the process
+		fmt.Fprintf(&b, "socksify: %s ", ev.Network) // -isolate, when the socket was gone before it was found
 	}
 	dest := netip.AddrPortFrom(ev.Dest.Addr().Unmap(), ev.Dest.Port())
 	if ev.Target != "" {

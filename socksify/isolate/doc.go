@@ -12,8 +12,15 @@
 //
 //   - TCP: each connection the program opens is accepted by the stack
 //     only once the gateway has connected it (CONNECT, with the name
-//     when the program connected to a fake address); a refusal or any
-//     other failure resets it, so the program sees ECONNREFUSED.
+//     when the program connected to a fake address). A failure is
+//     answered so that the program's connect returns the errno the
+//     seccomp mode would (socksify.ConnectErrno): an ICMP destination
+//     unreachable for ENETUNREACH, EHOSTUNREACH and EACCES, no answer
+//     for ETIMEDOUT, a reset for the rest (ECONNREFUSED); see
+//     icmp_linux.go.
+//   - Events (Config.OnConnect) name the process that made the
+//     connection, looked up in the namespace's socket tables and among
+//     its processes' open files.
 //   - DNS: UDP to port 53 of any address, and the nameservers of
 //     /etc/resolv.conf that are on loopback (the namespace has its own
 //     loopback), are answered with fake addresses by socksify.FakeDNS.

@@ -44,8 +44,9 @@ type Config struct {
 
 	// OnConnect, if not nil, is called once for each TCP connection and
 	// each UDP flow the program starts, after the gateway answered. Pid
-	// and Comm are not known in this mode (0 and ""). It is called from
-	// several goroutines at once.
+	// and Comm name the process that holds the program's socket (0 and ""
+	// if it is gone by then). It is called from several goroutines at
+	// once.
 	OnConnect func(socksify.Event)
 
 	// Logger receives debug logs. Nil means slog.Default().
@@ -104,6 +105,7 @@ func Start(ctx context.Context, cfg Config, path string, argv []string, attr *os
 	// goroutines any more.
 	type result struct {
 		tun  int
+		own  *owners
 		proc *os.Process
 		pcs  []net.PacketConn
 		lns  []net.Listener
@@ -116,6 +118,10 @@ func Start(ctx context.Context, cfg Config, path string, argv []string, attr *os
 		defer func() { ch <- r }()
 		fail := func(err error) {
 			r.err = err
+			if r.own != nil {
+				r.own.close()
+				r.own = nil
+			}
 			if r.tun >= 0 {
 				unix.Close(r.tun)
 				r.tun = -1
@@ -142,6 +148,12 @@ func Start(ctx context.Context, cfg Config, path string, argv []string, attr *os
 			fail(fmt.Errorf("socksify isolate: setting up the namespace: %w", err))
 			return
 		}
+		if cfg.OnConnect != nil {
+			// Without the tables the events just name no process.
+			if own, err := openOwners(); err == nil {
+				r.own = own
+			}
+		}
 		for _, ap := range loopNS {
 			pc, err := net.ListenPacket("udp", ap.String())
 			if err != nil {
@@ -167,8 +179,11 @@ func Start(ctx context.Context, cfg Config, path string, argv []string, attr *os
 	if r.err != nil {
 		return nil, r.err
 	}
-	n, err := newNetstack(r.tun, cfg, fake)
+	n, err := newNetstack(r.tun, cfg, fake, r.own)
 	if err != nil {
+		if r.own != nil {
+			r.own.close()
+		}
 		r.proc.Kill()
 		r.proc.Wait()
 		unix.Close(r.tun)

@@ -52,9 +52,11 @@ type netstack struct {
 	stop context.CancelFunc
 	open closers // connections and flows to close on teardown
 	wg   sync.WaitGroup
+	own  *owners // nil unless cfg.OnConnect is set
+	tap  *synTap
 }
 
-func newNetstack(tun int, cfg Config, fake *socksify.FakeDNS) (*netstack, error) {
+func newNetstack(tun int, cfg Config, fake *socksify.FakeDNS, own *owners) (*netstack, error) {
 	st := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
@@ -72,7 +74,8 @@ func newNetstack(tun int, cfg Config, fake *socksify.FakeDNS) (*netstack, error)
 		st.Close()
 		return nil, fmt.Errorf("the TUN link: %v", err)
 	}
-	if terr := st.CreateNIC(nicID, link); terr != nil {
+	tap := newSYNTap(link)
+	if terr := st.CreateNIC(nicID, tap); terr != nil {
 		st.Close()
 		return nil, fmt.Errorf("the stack's NIC: %v", terr)
 	}
@@ -85,7 +88,7 @@ func newNetstack(tun int, cfg Config, fake *socksify.FakeDNS) (*netstack, error)
 		{Destination: header.IPv6EmptySubnet, NIC: nicID},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &netstack{cfg: cfg, fake: fake, st: st, tun: tun, ctx: ctx, stop: cancel, open: closers{m: map[interface{ Close() error }]struct{}{}}}
+	n := &netstack{cfg: cfg, fake: fake, st: st, tun: tun, ctx: ctx, stop: cancel, own: own, tap: tap, open: closers{m: map[interface{ Close() error }]struct{}{}}}
 	st.SetTransportProtocolHandler(tcp.ProtocolNumber, tcp.NewForwarder(st, 0, maxPendingSYN, n.handleTCP).HandlePacket)
 	st.SetTransportProtocolHandler(udp.ProtocolNumber, udp.NewForwarder(st, n.handleUDP).HandlePacket)
 	return n, nil
@@ -100,6 +103,9 @@ func (n *netstack) close() {
 	n.st.Close()
 	n.st.Wait()
 	unix.Close(n.tun)
+	if n.own != nil {
+		n.own.close() // a lookup still running gets os.ErrClosed: no owner
+	}
 }
 
 func toAddrPort(a tcpip.Address, port uint16) netip.AddrPort {
@@ -118,6 +124,33 @@ func (n *netstack) target(dst netip.AddrPort) (proto.Addr, string, bool) {
 		return proto.Addr{FQDN: name, Port: dst.Port()}, net.JoinHostPort(name, strconv.Itoa(int(dst.Port()))), true
 	}
 	return proto.AddrFromAddrPort(dst), dst.String(), true
+}
+
+// who starts looking up the process behind a connection or flow from
+// src to dst and returns what fills the event with it, waiting for the
+// lookup. Call it before the program's socket can go (a refused
+// connection's reset).
+func (n *netstack) who(network string, src, dst netip.AddrPort) func(*socksify.Event) {
+	if n.own == nil {
+		return func(*socksify.Event) {}
+	}
+	type owner struct {
+		pid  int
+		comm string
+	}
+	ch := make(chan owner, 1)
+	go func() {
+		pid, comm := n.own.find(network, src, dst)
+		ch <- owner{pid, comm}
+	}()
+	var o owner
+	got := false
+	return func(ev *socksify.Event) { // called once or more, from one goroutine
+		if !got {
+			o, got = <-ch, true
+		}
+		ev.Pid, ev.Comm = o.pid, o.comm
+	}
 }
 
 func (n *netstack) event(ev socksify.Event) {
@@ -139,10 +172,13 @@ func (n *netstack) handleTCP(r *tcp.ForwarderRequest) {
 	}
 	start := time.Now()
 	ev := socksify.Event{Network: "tcp", Dest: dst}
+	k := synKey{src: toAddrPort(id.RemoteAddress, id.RemotePort), dst: dst}
+	fill := n.who("tcp", k.src, dst)
 	_, target, ok := n.target(dst)
 	if !ok {
-		r.Complete(true)
-		ev.Err, ev.Errno = errStaleFake, syscall.ECONNREFUSED
+		fill(&ev)
+		ev.Err = errStaleFake
+		ev.Errno = n.refuse(r, k, syscall.EHOSTUNREACH)
 		n.event(ev)
 		return
 	}
@@ -155,14 +191,14 @@ func (n *netstack) handleTCP(r *tcp.ForwarderRequest) {
 	gc, err := n.cfg.Dialer.DialContext(ctx, "tcp", target)
 	cancel()
 	ev.Duration = time.Since(start)
+	fill(&ev)
 	if err != nil {
-		// The stack can only reset: the program sees ECONNREFUSED
-		// whatever the gateway said (-v shows the reply).
-		r.Complete(true)
-		ev.Err, ev.Errno = err, syscall.ECONNREFUSED
+		ev.Err = err
+		ev.Errno = n.refuse(r, k, socksify.ConnectErrno(err))
 		n.event(ev)
 		return
 	}
+	n.tap.forget(k)
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
@@ -194,6 +230,71 @@ func (n *netstack) handleTCP(r *tcp.ForwarderRequest) {
 		pc.Close()
 		gc.Close()
 	}()
+}
+
+// Holding SYNs (a gateway timeout): at most maxHeld at once, each for
+// at most heldFor, longer than Linux's default SYN retries (127 s).
+const (
+	maxHeld = 64
+	heldFor = 3 * time.Minute
+)
+
+// refuse answers the program's SYN r of connection k, which could not be
+// made because of errno (what the seccomp mode would return), and
+// returns the errno the program's connect gets: errno itself where an
+// ICMP error carries it (icmp_linux.go), ETIMEDOUT by leaving the SYN
+// unanswered, else ECONNREFUSED, by a reset.
+func (n *netstack) refuse(r *tcp.ForwarderRequest, k synKey, errno syscall.Errno) syscall.Errno {
+	if errno == syscall.ETIMEDOUT && n.hold(r, k) {
+		return errno
+	}
+	v6 := k.dst.Addr().Is6()
+	if typ, code, ok := icmpCode(v6, errno); ok {
+		if isn, ok := n.tap.take(k); ok {
+			if _, err := unix.Write(n.tun, unreachable(k, isn, typ, code)); err == nil {
+				r.Complete(false) // no reset: the ICMP error answered
+				if errno == syscall.EACCES && !v6 {
+					return syscall.EHOSTUNREACH // what Linux makes of code 13
+				}
+				return errno
+			}
+		}
+	}
+	n.tap.forget(k)
+	r.Complete(true)
+	return syscall.ECONNREFUSED
+}
+
+// hold leaves the program's SYN r unanswered, as a host that does not
+// answer would, until the program gives up (ETIMEDOUT) or heldFor has
+// passed. While r is pending the stack ignores the SYN's
+// retransmissions, so the gateway is not asked again. It reports false
+// when maxHeld SYNs are held already.
+func (n *netstack) hold(r *tcp.ForwarderRequest, k synKey) bool {
+	t := n.tap
+	t.mu.Lock()
+	if t.hold >= maxHeld {
+		t.mu.Unlock()
+		return false
+	}
+	t.hold++
+	t.mu.Unlock()
+	t.forget(k)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		timer := time.NewTimer(heldFor)
+		select {
+		case <-timer.C:
+		case <-n.ctx.Done():
+		}
+		timer.Stop()
+		r.Complete(false)
+		t.mu.Lock()
+		t.hold--
+		t.mu.Unlock()
+	}()
+	return true
 }
 
 type halfCloser interface {
@@ -246,7 +347,7 @@ func (n *netstack) handleUDP(r *udp.ForwarderRequest) bool {
 			n.serveDNSFlow(uc)
 			return
 		}
-		n.relayUDP(uc, dst)
+		n.relayUDP(uc, toAddrPort(id.RemoteAddress, id.RemotePort), dst)
 	}()
 	return true
 }
@@ -336,11 +437,13 @@ func (n *netstack) serveDNSConn(c net.Conn) {
 }
 
 // relayUDP carries one UDP flow through its own association.
-func (n *netstack) relayUDP(uc *gonet.UDPConn, dst netip.AddrPort) {
+func (n *netstack) relayUDP(uc *gonet.UDPConn, src, dst netip.AddrPort) {
 	start := time.Now()
 	ev := socksify.Event{Network: "udp", Dest: dst}
+	fill := n.who("udp", src, dst)
 	taddr, target, ok := n.target(dst)
 	if !ok {
+		fill(&ev)
 		ev.Err, ev.Errno = errStaleFake, syscall.EHOSTUNREACH
 		n.event(ev)
 		return
@@ -348,6 +451,7 @@ func (n *netstack) relayUDP(uc *gonet.UDPConn, dst netip.AddrPort) {
 	ev.Target = target
 	a, err := associate(n.ctx, n.cfg.Dialer)
 	ev.Duration = time.Since(start)
+	fill(&ev)
 	if err != nil {
 		ev.Err, ev.Errno = err, syscall.ECONNREFUSED
 		n.event(ev)

@@ -3,6 +3,8 @@
   pyclient.py http HOST PORT      getaddrinfo, connect, getpeername, then urllib GET
   pyclient.py udp HOST PORT MSG   sendto/recvfrom on an unconnected UDP socket
   pyclient.py refused HOST PORT   connect to a closed port; print the exception
+  pyclient.py errno FAMILY HOST PORT
+                                  getaddrinfo in FAMILY (4 or 6), connect; print the errno
 """
 import socket
 import sys
@@ -39,6 +41,19 @@ def refused(host, port):
     print("python refused: connected?!")
 
 
+def errno(family, host, port):
+    fam = socket.AF_INET if family == "4" else socket.AF_INET6
+    addr = socket.getaddrinfo(host, port, fam, socket.SOCK_STREAM)[0][4]
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(addr)
+    except OSError as e:
+        print("python errno: %s %s %s" % (family, host, e.errno))
+        return
+    print("python errno: %s %s connected?!" % (family, host))
+
+
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "http":
@@ -47,6 +62,8 @@ def main():
         udp(args[0], int(args[1]), args[2])
     elif mode == "refused":
         refused(args[0], int(args[1]))
+    elif mode == "errno":
+        errno(args[0], args[1], int(args[2]))
     else:
         sys.exit("unknown mode " + mode)
 
