@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // isolate runs argv under socksify -isolate inside app, waits for it, and
@@ -17,6 +20,42 @@ func (l *lab) isolate(o runOpts, argv ...string) *proc {
 	p := l.start(o, append([]string{socksifyBin, "-isolate", "-proxy", l.gw.addr, "-v", "--"}, argv...)...).wait()
 	l.checkNoLeak(p.desc)
 	return p
+}
+
+// fullListener returns the port of a listener inside app whose accept
+// queue is full (backlog 0, one connection waiting), so that it drops
+// further SYNs: a connect to it hangs until the connecting side gives up.
+func (l *lab) fullListener(t *testing.T) int {
+	t.Helper()
+	var port, fd int
+	var err error
+	l.do(func() {
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return
+		}
+		if err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			return
+		}
+		if err = unix.Listen(fd, 0); err != nil {
+			return
+		}
+		var sa unix.Sockaddr
+		if sa, err = unix.Getsockname(fd); err != nil {
+			return
+		}
+		port = sa.(*unix.SockaddrInet4).Port
+		var c net.Conn
+		if c, err = net.Dial("tcp", l.target("127.0.0.1", port)); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	})
+	if fd > 0 {
+		t.Cleanup(func() { unix.Close(fd) })
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
 }
 
 // TestIsolate runs real programs in socksify's strict mode: a network
@@ -54,6 +93,35 @@ func TestIsolate(t *testing.T) {
 	// The gateway's reason reaches the program as the errno its connect
 	// returns, as in the seccomp mode: an ICMP error answers the SYN.
 	t.Run("errno", func(t *testing.T) { l.connectErrnos(t, true) })
+	// A gateway timeout has no ICMP form: the SYN stays unanswered, so the
+	// program times out on its own, and its SYN retransmissions do not
+	// make the gateway try again.
+	t.Run("timeout", func(t *testing.T) {
+		py := needPython(t)
+		port := l.fullListener(t)
+		l.dns.SetA("hang.test", 60, "127.0.0.1")
+		target := l.target("hang.test", port)
+		start := time.Now()
+		p := l.isolate(runOpts{}, py, "-c", `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.settimeout(13)
+try:
+    s.connect((socket.gethostbyname("hang.test"), `+strconv.Itoa(port)+`))
+    print("connected?!")
+except OSError as e:
+    print("python:", type(e).__name__)
+`)
+		expectExit(t, p, 0)
+		expectContains(t, "python", p.stdout.String(), "python: TimeoutError")
+		if el := time.Since(start); el < 12*time.Second {
+			t.Errorf("the connect failed after %v, before the program's own 13 s timeout", el)
+		}
+		expectContains(t, "socksify -v", p.stderr.String(), "-> ETIMEDOUT")
+		if n := len(l.gw.sessions(target)); n != 1 {
+			t.Errorf("the gateway was asked %d times for %s, want once", n, target)
+		}
+	})
 	// Loopback is the namespace's own: the host's services there are
 	// out of reach, and nothing goes around the gateway.
 	t.Run("own_loopback", func(t *testing.T) {
