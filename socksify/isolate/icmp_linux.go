@@ -19,117 +19,82 @@ package isolate
 //	              (Linux reports EHOSTUNREACH)
 //
 // The quoted SYN must carry the program's initial sequence number, or the
-// kernel ignores the message as out of window; the stack does not hand
-// the SYN out, so synTap notes the sequence number of every SYN on its
-// way in. ETIMEDOUT has no ICMP form: that SYN is left unanswered (see
-// netstack.hold), as a silent host would leave it.
+// kernel ignores the message as out of window; the forwarder does not
+// hand the SYN out, so netstack.handleSegment notes it on the way in
+// (synTable). ETIMEDOUT has no ICMP form: that SYN is left unanswered
+// (see netstack.hold), as a silent host would leave it.
 
 import (
 	"encoding/binary"
 	"net/netip"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
-	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
 // A synKey is a connection as the program's SYN names it.
 type synKey struct{ src, dst netip.AddrPort }
 
-// maxSYNs bounds the SYNs noted and not yet answered; past it the table
-// starts afresh (an ICMP answer then falls back to a reset).
-const maxSYNs = 4096
-
-// A synTap is the link endpoint between the TUN device and the stack; it
-// notes the initial sequence number of every SYN the program sends.
-type synTap struct {
-	nested.Endpoint
+// A synTable holds the initial sequence numbers of the SYNs that reached
+// the TCP forwarder and are not answered yet, and counts the SYNs held
+// unanswered (netstack.hold).
+type synTable struct {
 	mu   sync.Mutex
-	isn  map[synKey]uint32
-	hold int // SYNs held unanswered (netstack.hold); guarded by mu
+	isn  map[synKey]synNote
+	hold int
 }
 
-func newSYNTap(child stack.LinkEndpoint) *synTap {
-	t := &synTap{isn: map[synKey]uint32{}}
-	t.Init(child, t)
-	return t
+type synNote struct {
+	seq uint32
+	at  time.Time
 }
 
-// DeliverNetworkPacket notes a SYN's sequence number and passes every
-// packet on to the stack.
-func (t *synTap) DeliverNetworkPacket(protocol tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
-	if b, ok := pkt.Data().PullUp(min(pkt.Data().Size(), 80)); ok {
-		if k, seq, ok := parseSYN(b); ok {
-			t.mu.Lock()
-			if len(t.isn) >= maxSYNs {
-				clear(t.isn)
+// maxSYNs bounds the table; synMaxAge is how old an entry may get before
+// it can be evicted to make room (a SYN that the forwarder dropped, or a
+// retransmission after the answer, leaves one behind).
+const (
+	maxSYNs   = 4096
+	synMaxAge = time.Minute
+)
+
+// note records the sequence number of k's SYN.
+func (t *synTable) note(k synKey, seq uint32) {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.isn == nil {
+		t.isn = map[synKey]synNote{}
+	}
+	if _, ok := t.isn[k]; !ok && len(t.isn) >= maxSYNs {
+		for old, n := range t.isn {
+			if now.Sub(n.at) > synMaxAge {
+				delete(t.isn, old)
 			}
-			t.isn[k] = seq
-			t.mu.Unlock()
+		}
+		if len(t.isn) >= maxSYNs {
+			return // all recent: this SYN, if refused, gets a reset
 		}
 	}
-	t.Endpoint.DeliverNetworkPacket(protocol, pkt)
+	t.isn[k] = synNote{seq: seq, at: now}
 }
 
 // take returns and forgets the sequence number of k's SYN.
-func (t *synTap) take(k synKey) (uint32, bool) {
+func (t *synTable) take(k synKey) (uint32, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	seq, ok := t.isn[k]
+	n, ok := t.isn[k]
 	delete(t.isn, k)
-	return seq, ok
+	return n.seq, ok
 }
 
 // forget drops k's SYN.
-func (t *synTap) forget(k synKey) {
+func (t *synTable) forget(k synKey) {
 	t.mu.Lock()
 	delete(t.isn, k)
 	t.mu.Unlock()
-}
-
-// parseSYN recognises an IPv4 or IPv6 packet carrying a TCP SYN (without
-// ACK) and returns its connection and sequence number. IPv6 extension
-// headers are not followed: a program's SYN has none.
-func parseSYN(b []byte) (synKey, uint32, bool) {
-	if len(b) < 1 {
-		return synKey{}, 0, false
-	}
-	var src, dst netip.Addr
-	var tcp []byte
-	switch b[0] >> 4 {
-	case 4:
-		if len(b) < 20 {
-			return synKey{}, 0, false
-		}
-		ihl := int(b[0]&0x0f) * 4
-		frag := binary.BigEndian.Uint16(b[6:8]) & 0x1fff
-		if ihl < 20 || len(b) < ihl+20 || b[9] != unix.IPPROTO_TCP || frag != 0 {
-			return synKey{}, 0, false
-		}
-		src, dst = netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
-		tcp = b[ihl:]
-	case 6:
-		if len(b) < 60 || b[6] != unix.IPPROTO_TCP {
-			return synKey{}, 0, false
-		}
-		src, dst = netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
-		tcp = b[40:]
-	default:
-		return synKey{}, 0, false
-	}
-	const syn, ack = 0x02, 0x10
-	if tcp[13]&(syn|ack) != syn {
-		return synKey{}, 0, false
-	}
-	k := synKey{
-		src: netip.AddrPortFrom(src, binary.BigEndian.Uint16(tcp[0:2])),
-		dst: netip.AddrPortFrom(dst, binary.BigEndian.Uint16(tcp[2:4])),
-	}
-	return k, binary.BigEndian.Uint32(tcp[4:8]), true
 }
 
 // icmpCode returns the ICMP type and code that make the program's

@@ -13,65 +13,47 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
-// syn builds the SYN a program would send from src to dst.
-func syn(src, dst netip.AddrPort, seq uint32, flags byte) []byte {
-	tcp := make([]byte, 20)
-	binary.BigEndian.PutUint16(tcp[0:2], src.Port())
-	binary.BigEndian.PutUint16(tcp[2:4], dst.Port())
-	binary.BigEndian.PutUint32(tcp[4:8], seq)
-	tcp[12] = 5 << 4
-	tcp[13] = flags
-	if src.Addr().Is4() {
-		p := make([]byte, 20, 40)
-		ipv4Header(p, syscall.IPPROTO_TCP, src.Addr(), dst.Addr(), 40)
-		return append(p, tcp...)
+// The table of SYNs: take returns what note recorded, once; a full
+// table makes room by evicting old entries, never recent ones.
+func TestSYNTable(t *testing.T) {
+	var st synTable
+	k := synKey{netip.MustParseAddrPort("192.0.0.8:40312"), netip.MustParseAddrPort("198.18.0.1:80")}
+	st.note(k, 7)
+	st.note(k, 7) // a retransmission
+	if seq, ok := st.take(k); !ok || seq != 7 {
+		t.Fatalf("take = %d %v", seq, ok)
 	}
-	p := make([]byte, 40, 60)
-	ipv6Header(p, syscall.IPPROTO_TCP, src.Addr(), dst.Addr(), 20)
-	return append(p, tcp...)
-}
-
-func TestParseSYN(t *testing.T) {
-	src4, dst4 := netip.MustParseAddrPort("192.0.0.8:40312"), netip.MustParseAddrPort("198.18.0.1:80")
-	src6, dst6 := netip.MustParseAddrPort("[fd00:5eed:0:1::1]:40312"), netip.MustParseAddrPort("[fd00:5eed::1]:443")
-	for _, c := range []struct {
-		name string
-		pkt  []byte
-		ok   bool
-		src  netip.AddrPort
-	}{
-		{"ipv4 SYN", syn(src4, dst4, 0xdeadbeef, 0x02), true, src4},
-		{"ipv6 SYN", syn(src6, dst6, 0xdeadbeef, 0x02), true, src6},
-		{"SYN-ACK", syn(src4, dst4, 1, 0x12), false, src4},
-		{"ACK", syn(src6, dst6, 1, 0x10), false, src6},
-		{"short", syn(src4, dst4, 1, 0x02)[:30], false, src4},
-		{"empty", nil, false, src4},
-	} {
-		k, seq, ok := parseSYN(c.pkt)
-		if ok != c.ok {
-			t.Errorf("%s: ok %v", c.name, ok)
-			continue
-		}
-		if ok && (k.src != c.src || seq != 0xdeadbeef) {
-			t.Errorf("%s: %v seq %#x", c.name, k, seq)
-		}
+	if _, ok := st.take(k); ok {
+		t.Fatal("taken twice")
 	}
-	udp := syn(src4, dst4, 1, 0x02)
-	udp[9] = syscall.IPPROTO_UDP
-	if _, _, ok := parseSYN(udp); ok {
-		t.Error("a UDP packet taken for a SYN")
+	key := func(i int) synKey {
+		return synKey{netip.AddrPortFrom(netip.MustParseAddr("192.0.0.8"), uint16(i)), k.dst}
 	}
-}
-
-func FuzzParseSYN(f *testing.F) {
-	f.Add(syn(netip.MustParseAddrPort("192.0.0.8:1"), netip.MustParseAddrPort("198.18.0.1:80"), 7, 0x02))
-	f.Add(syn(netip.MustParseAddrPort("[fd00:5eed:0:1::1]:1"), netip.MustParseAddrPort("[fd00:5eed::1]:80"), 7, 0x02))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		k, _, ok := parseSYN(b)
-		if ok && (!k.src.IsValid() || !k.dst.IsValid() || k.src.Addr().Is4() != k.dst.Addr().Is4()) {
-			t.Fatalf("ok with %v", k)
-		}
-	})
+	for i := range maxSYNs {
+		st.note(key(i), uint32(i))
+	}
+	st.note(key(maxSYNs), 1) // full of recent entries: not noted
+	if _, ok := st.take(key(maxSYNs)); ok {
+		t.Error("noted beyond the bound")
+	}
+	if _, ok := st.take(key(5)); !ok {
+		t.Error("a recent entry was evicted")
+	}
+	st.note(key(5), 5) // full again
+	st.mu.Lock()
+	for kk, n := range st.isn {
+		n.at = n.at.Add(-2 * synMaxAge)
+		st.isn[kk] = n
+	}
+	st.mu.Unlock()
+	st.note(key(maxSYNs), 9) // evicts the old ones
+	if seq, ok := st.take(key(maxSYNs)); !ok || seq != 9 {
+		t.Errorf("after eviction: %d %v", seq, ok)
+	}
+	st.forget(key(1))
+	if len(st.isn) != 0 {
+		t.Errorf("%d entries left after eviction", len(st.isn))
+	}
 }
 
 // The ICMP errors are well formed (checksums, lengths) and quote the

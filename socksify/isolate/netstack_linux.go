@@ -53,7 +53,36 @@ type netstack struct {
 	open closers // connections and flows to close on teardown
 	wg   sync.WaitGroup
 	own  *owners // nil unless cfg.OnConnect is set
-	tap  *synTap
+	fwd  *tcp.Forwarder
+	syns synTable
+
+	// Handlers run on goroutines of the stack's; they count in wg from
+	// enter on, so that close waits for them (and for what they start)
+	// before it closes the TUN device they may write to.
+	mu      sync.Mutex
+	closing bool
+}
+
+// enter counts a handler in n.wg, unless n is closing.
+func (n *netstack) enter() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closing {
+		return false
+	}
+	n.wg.Add(1)
+	return true
+}
+
+// handleSegment sees the TCP segments that no connection of the stack's
+// took: it notes a SYN's sequence number (for an ICMP answer, see
+// icmp_linux.go) and hands it to the forwarder.
+func (n *netstack) handleSegment(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+	if h := header.TCP(pkt.TransportHeader().Slice()); len(h) >= header.TCPMinimumSize &&
+		h.Flags()&(header.TCPFlagSyn|header.TCPFlagAck) == header.TCPFlagSyn {
+		n.syns.note(synKey{src: toAddrPort(id.RemoteAddress, id.RemotePort), dst: toAddrPort(id.LocalAddress, id.LocalPort)}, h.SequenceNumber())
+	}
+	return n.fwd.HandlePacket(id, pkt)
 }
 
 func newNetstack(tun int, cfg Config, fake *socksify.FakeDNS, own *owners) (*netstack, error) {
@@ -74,8 +103,7 @@ func newNetstack(tun int, cfg Config, fake *socksify.FakeDNS, own *owners) (*net
 		st.Close()
 		return nil, fmt.Errorf("the TUN link: %v", err)
 	}
-	tap := newSYNTap(link)
-	if terr := st.CreateNIC(nicID, tap); terr != nil {
+	if terr := st.CreateNIC(nicID, link); terr != nil {
 		st.Close()
 		return nil, fmt.Errorf("the stack's NIC: %v", terr)
 	}
@@ -88,8 +116,9 @@ func newNetstack(tun int, cfg Config, fake *socksify.FakeDNS, own *owners) (*net
 		{Destination: header.IPv6EmptySubnet, NIC: nicID},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &netstack{cfg: cfg, fake: fake, st: st, tun: tun, ctx: ctx, stop: cancel, own: own, tap: tap, open: closers{m: map[interface{ Close() error }]struct{}{}}}
-	st.SetTransportProtocolHandler(tcp.ProtocolNumber, tcp.NewForwarder(st, 0, maxPendingSYN, n.handleTCP).HandlePacket)
+	n := &netstack{cfg: cfg, fake: fake, st: st, tun: tun, ctx: ctx, stop: cancel, own: own, open: closers{m: map[interface{ Close() error }]struct{}{}}}
+	n.fwd = tcp.NewForwarder(st, 0, maxPendingSYN, n.handleTCP)
+	st.SetTransportProtocolHandler(tcp.ProtocolNumber, n.handleSegment)
 	st.SetTransportProtocolHandler(udp.ProtocolNumber, udp.NewForwarder(st, n.handleUDP).HandlePacket)
 	return n, nil
 }
@@ -97,6 +126,9 @@ func newNetstack(tun int, cfg Config, fake *socksify.FakeDNS, own *owners) (*net
 // close ends every connection and flow and the stack, and closes the
 // TUN device.
 func (n *netstack) close() {
+	n.mu.Lock()
+	n.closing = true
+	n.mu.Unlock()
 	n.stop()
 	n.open.closeAll()
 	n.wg.Wait()
@@ -164,15 +196,21 @@ var errStaleFake = errors.New("socksify isolate: no name owns this fake address"
 // handleTCP runs in a goroutine of the forwarder's for each SYN: the
 // connection is accepted only once the gateway has connected it.
 func (n *netstack) handleTCP(r *tcp.ForwarderRequest) {
+	if !n.enter() {
+		r.Complete(true)
+		return
+	}
+	defer n.wg.Done()
 	id := r.ID()
 	dst := toAddrPort(id.LocalAddress, id.LocalPort)
+	k := synKey{src: toAddrPort(id.RemoteAddress, id.RemotePort), dst: dst}
 	if dst.Port() == 53 {
+		n.syns.forget(k)
 		n.acceptDNS(r) // DNS over TCP, to any address: answered here
 		return
 	}
 	start := time.Now()
 	ev := socksify.Event{Network: "tcp", Dest: dst}
-	k := synKey{src: toAddrPort(id.RemoteAddress, id.RemotePort), dst: dst}
 	fill := n.who("tcp", k.src, dst)
 	_, target, ok := n.target(dst)
 	if !ok {
@@ -198,7 +236,7 @@ func (n *netstack) handleTCP(r *tcp.ForwarderRequest) {
 		n.event(ev)
 		return
 	}
-	n.tap.forget(k)
+	n.syns.forget(k)
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
@@ -250,7 +288,7 @@ func (n *netstack) refuse(r *tcp.ForwarderRequest, k synKey, errno syscall.Errno
 	}
 	v6 := k.dst.Addr().Is6()
 	if typ, code, ok := icmpCode(v6, errno); ok {
-		if isn, ok := n.tap.take(k); ok {
+		if isn, ok := n.syns.take(k); ok {
 			if _, err := unix.Write(n.tun, unreachable(k, isn, typ, code)); err == nil {
 				r.Complete(false) // no reset: the ICMP error answered
 				if errno == syscall.EACCES && !v6 {
@@ -260,7 +298,7 @@ func (n *netstack) refuse(r *tcp.ForwarderRequest, k synKey, errno syscall.Errno
 			}
 		}
 	}
-	n.tap.forget(k)
+	n.syns.forget(k)
 	r.Complete(true)
 	return syscall.ECONNREFUSED
 }
@@ -268,10 +306,12 @@ func (n *netstack) refuse(r *tcp.ForwarderRequest, k synKey, errno syscall.Errno
 // hold leaves the program's SYN r unanswered, as a host that does not
 // answer would, until the program gives up (ETIMEDOUT) or heldFor has
 // passed. While r is pending the stack ignores the SYN's
-// retransmissions, so the gateway is not asked again. It reports false
-// when maxHeld SYNs are held already.
+// retransmissions, so the gateway is not asked again (and a new SYN on
+// the same four-tuple, from a program that reuses its source port, is
+// ignored as well until then). It reports false when maxHeld SYNs are
+// held already.
 func (n *netstack) hold(r *tcp.ForwarderRequest, k synKey) bool {
-	t := n.tap
+	t := &n.syns
 	t.mu.Lock()
 	if t.hold >= maxHeld {
 		t.mu.Unlock()
@@ -279,8 +319,7 @@ func (n *netstack) hold(r *tcp.ForwarderRequest, k synKey) bool {
 	}
 	t.hold++
 	t.mu.Unlock()
-	t.forget(k)
-	n.wg.Add(1)
+	n.wg.Add(1) // the caller, a handler, counts in wg: not zero here
 	go func() {
 		defer n.wg.Done()
 		timer := time.NewTimer(heldFor)
@@ -290,6 +329,7 @@ func (n *netstack) hold(r *tcp.ForwarderRequest, k synKey) bool {
 		}
 		timer.Stop()
 		r.Complete(false)
+		t.forget(k) // retransmissions noted it again meanwhile
 		t.mu.Lock()
 		t.hold--
 		t.mu.Unlock()
@@ -325,6 +365,10 @@ func relay(a, b halfCloser) {
 // handleUDP runs on the stack's goroutine for the first datagram of each
 // flow; the endpoint must be created here, before the next datagram.
 func (n *netstack) handleUDP(r *udp.ForwarderRequest) bool {
+	if !n.enter() {
+		return true // closing: dropped
+	}
+	defer n.wg.Done()
 	id := r.ID()
 	dst := toAddrPort(id.LocalAddress, id.LocalPort)
 	var wq waiter.Queue

@@ -24,6 +24,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,11 +33,20 @@ import (
 
 // An owners finds the process behind a connection in one namespace.
 type owners struct {
-	ns     uint64 // the namespace's inode (/proc/PID/ns/net)
-	mu     sync.Mutex
-	tables map[string][]*os.File // "tcp": tcp and tcp6; "udp": udp and udp6
-	buf    []byte                // guarded by mu
+	ns, dev uint64        // the namespace's identity (stat of /proc/PID/ns/net)
+	sem     chan struct{} // bounds the lookups running at once
+	mu      sync.Mutex
+	tables  map[string][]*os.File // "tcp": tcp and tcp6; "udp": udp and udp6
+	buf     []byte                // guarded by mu
+	known   map[int]bool          // processes seen in the namespace: looked at first; guarded by mu
 }
+
+// maxLookups bounds the concurrent lookups (each may read all of /proc);
+// maxKnown bounds owners.known.
+const (
+	maxLookups = 4
+	maxKnown   = 256
+)
 
 // openOwners opens the socket tables of the calling thread's network
 // namespace; it runs on the namespace's thread. A table that cannot be
@@ -46,7 +56,8 @@ func openOwners() (*owners, error) {
 	if err := syscall.Stat("/proc/thread-self/ns/net", &st); err != nil {
 		return nil, err
 	}
-	o := &owners{ns: st.Ino, tables: map[string][]*os.File{}}
+	o := &owners{ns: st.Ino, dev: uint64(st.Dev), sem: make(chan struct{}, maxLookups),
+		tables: map[string][]*os.File{}, known: map[int]bool{}}
 	for _, name := range []string{"tcp", "tcp6", "udp", "udp6"} {
 		f, err := os.Open("/proc/thread-self/net/" + name)
 		if err != nil {
@@ -71,6 +82,8 @@ func (o *owners) close() {
 // bound to local ("udp": connected to remote or not connected at all);
 // 0 and "" if there is none any more.
 func (o *owners) find(network string, local, remote netip.AddrPort) (int, string) {
+	o.sem <- struct{}{}
+	defer func() { <-o.sem }()
 	ino := o.inode(network, local, remote)
 	if ino == 0 {
 		return 0, ""
@@ -119,39 +132,73 @@ func (o *owners) inode(network string, local, remote netip.AddrPort) uint64 {
 }
 
 // holder returns the namespace's process with an open file for socket
-// ino.
+// ino: among the processes found there before, else among all.
 func (o *owners) holder(ino uint64) (int, string) {
+	want := "socket:[" + strconv.FormatUint(ino, 10) + "]"
+	o.mu.Lock()
+	known := make([]int, 0, len(o.known))
+	for pid := range o.known {
+		known = append(known, pid)
+	}
+	o.mu.Unlock()
+	for _, pid := range known {
+		if !o.inNamespace(pid) {
+			o.mu.Lock()
+			delete(o.known, pid)
+			o.mu.Unlock()
+			continue
+		}
+		if comm, ok := holds(pid, want); ok {
+			return pid, comm
+		}
+	}
 	d, err := os.Open("/proc")
 	if err != nil {
 		return 0, ""
 	}
 	names, _ := d.Readdirnames(-1)
 	d.Close()
-	want := "socket:[" + strconv.FormatUint(ino, 10) + "]"
 	for _, name := range names {
 		pid, err := strconv.Atoi(name)
-		if err != nil || pid <= 0 {
+		if err != nil || pid <= 0 || slices.Contains(known, pid) || !o.inNamespace(pid) {
 			continue
 		}
-		var st syscall.Stat_t
-		if syscall.Stat("/proc/"+name+"/ns/net", &st) != nil || st.Ino != o.ns {
-			continue
+		o.mu.Lock()
+		if len(o.known) >= maxKnown {
+			clear(o.known)
 		}
-		fdDir := "/proc/" + name + "/fd"
-		f, err := os.Open(fdDir)
-		if err != nil {
-			continue
-		}
-		fds, _ := f.Readdirnames(-1)
-		f.Close()
-		for _, fd := range fds {
-			if link, err := os.Readlink(fdDir + "/" + fd); err == nil && link == want {
-				comm, _ := os.ReadFile("/proc/" + name + "/comm")
-				return pid, strings.TrimSpace(string(comm))
-			}
+		o.known[pid] = true
+		o.mu.Unlock()
+		if comm, ok := holds(pid, want); ok {
+			return pid, comm
 		}
 	}
 	return 0, ""
+}
+
+// inNamespace reports whether process pid is in o's namespace.
+func (o *owners) inNamespace(pid int) bool {
+	var st syscall.Stat_t
+	return syscall.Stat("/proc/"+strconv.Itoa(pid)+"/ns/net", &st) == nil && st.Ino == o.ns && uint64(st.Dev) == o.dev
+}
+
+// holds reports whether process pid has an open file that is link (a
+// socket's "socket:[INODE]"), and returns its command name.
+func holds(pid int, link string) (string, bool) {
+	fdDir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	f, err := os.Open(fdDir)
+	if err != nil {
+		return "", false
+	}
+	fds, _ := f.Readdirnames(-1)
+	f.Close()
+	for _, fd := range fds {
+		if l, err := os.Readlink(fdDir + "/" + fd); err == nil && l == link {
+			comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+			return strings.TrimSpace(string(comm)), true
+		}
+	}
+	return "", false
 }
 
 // parseSockLine parses one entry of /proc/net/tcp, tcp6, udp or udp6:
