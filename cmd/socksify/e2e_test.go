@@ -696,6 +696,7 @@ func baseEnv(home string) []string {
 		"HOME=" + home,
 		"LC_ALL=C",
 		"TERM=dumb",
+		"GOTRACEBACK=all", // a stack dump (proc.dumpStacks) shows every goroutine
 	}
 }
 
@@ -752,16 +753,43 @@ func (l *lab) start(o runOpts, argv ...string) *proc {
 		}
 	}()
 	t.Cleanup(func() {
+		if t.Failed() && !p.logged.Load() {
+			p.dumpStacks()
+		}
 		syscall.Kill(-pgid, syscall.SIGKILL) // stragglers of the test's own process group
 		<-p.done
 		if t.Failed() && !p.logged.Load() {
 			// A test that stopped early never waited for p: what p
 			// printed is the best clue to why.
-			t.Logf("$ %s (killed at the test's end)\n  stdout: %s\n  stderr: %s", p.desc,
-				indent(p.stdout.String()), indent(p.stderr.String()))
+			t.Logf("$ %s (killed at the test's end)\n  stdout: %s\n  stderr (with the stacks): %s", p.desc,
+				indent(p.stdout.String()), indentMax(p.stderr.String(), 0))
 		}
 	})
 	return p
+}
+
+// dumpStacks asks a p that is still running, after a failure, where it
+// is: socksify passes SIGUSR1 on to its program (the Python fixtures
+// print their stacks on it, faulthandler), and then SIGABRT makes
+// socksify itself, a Go program run with GOTRACEBACK=all, print every
+// goroutine's stack and exit.
+func (p *proc) dumpStacks() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	pid := p.cmd.Process.Pid
+	if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); strings.TrimSpace(string(comm)) != "socksify" {
+		return
+	}
+	syscall.Kill(pid, syscall.SIGUSR1)
+	time.Sleep(300 * time.Millisecond)
+	syscall.Kill(pid, syscall.SIGABRT)
+	select {
+	case <-p.done:
+	case <-time.After(3 * time.Second):
+	}
 }
 
 // wait waits for p to end and logs what it printed.
@@ -785,13 +813,16 @@ func errSuffix(err error) string {
 // indent formats a program's output for the test log, shortened to its
 // first and last lines when it is long (socksify -v under the stress
 // test writes a line per connection).
-func indent(s string) string {
+func indent(s string) string { return indentMax(s, 30) }
+
+// indentMax is indent shortening beyond max lines (0: never).
+func indentMax(s string, max int) string {
 	s = strings.TrimRight(s, "\n")
 	if s == "" {
 		return "(empty)"
 	}
 	lines := strings.Split(s, "\n")
-	if len(lines) > 30 {
+	if max > 0 && len(lines) > max {
 		lines = append(append(lines[:20:20], fmt.Sprintf("… %d lines …", len(lines)-25)), lines[len(lines)-5:]...)
 	}
 	return strings.Join(lines, "\n    ")

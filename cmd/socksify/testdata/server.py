@@ -9,10 +9,15 @@ connection it prints "accepted: ADDR PORT peer ADDR PORT local ADDR PORT"
 "hello LINE". After N connections it closes the listening socket, prints
 "closed", sleeps LINGER seconds (default 0) and prints "done".
 """
+import faulthandler
 import selectors
+import signal
 import socket
 import sys
 import time
+
+# The tests send SIGUSR1 to a fixture that seems stuck: print where it is.
+faulthandler.register(signal.SIGUSR1)
 
 
 def fmt(a):
