@@ -77,14 +77,14 @@ func TestCurl(t *testing.T) {
 	})
 	t.Run("direct_flag", func(t *testing.T) {
 		target := l.target(literalV6, l.httpPort)
-		before := len(l.gw.sessions(target))
+		t0 := time.Now()
 		p := l.start(runOpts{}, socksifyBin, "-proxy", l.gw.addr, "-direct", literalV6+"/128", "--",
 			curl, "-sS", "-g", "--max-time", "10", l.url(literalV6, l.httpPort, "/direct")).wait()
 		l.checkNoLeak(p.desc)
 		expectExit(t, p, 0)
 		expectContains(t, "curl", p.stdout.String(), wantBody(target, "/direct"))
 		time.Sleep(300 * time.Millisecond)
-		if n := len(l.gw.sessions(target)) - before; n != 0 {
+		if n := since(l.gw.sessions(target), t0); n != 0 {
 			t.Errorf("the gateway logged %d sessions to %s, a -direct address", n, target)
 		}
 	})
@@ -322,12 +322,13 @@ func TestShellTree(t *testing.T) {
 		"(sleep 0.1; " + curl + " -sS --max-time 10 " + u("/grandchild") + ") & wait"
 	target := l.target("example.test", l.httpPort)
 	t.Run("grandchild", func(t *testing.T) {
+		t0 := time.Now()
 		p := l.socksify(bash, "-c", script)
 		expectExit(t, p, 0)
 		expectContains(t, "child", p.stdout.String(), wantBody(target, "/child"))
 		expectContains(t, "grandchild", p.stdout.String(), wantBody(target, "/grandchild"))
-		if !waitSessions(l, target, 2) {
-			t.Errorf("the gateway logged %d sessions to %s, want 2", len(l.gw.sessions(target)), target)
+		if !waitSessions(l, target, t0, 2) {
+			t.Errorf("the gateway logged %d sessions to %s, want 2", since(l.gw.sessions(target), t0), target)
 		}
 	})
 	// A grandchild that outlives the program: socksify keeps serving it,
@@ -346,19 +347,21 @@ func TestShellTree(t *testing.T) {
 func (l *lab) stress(t *testing.T, n int, run func(argv ...string) *proc) {
 	t.Helper()
 	target := l.target("example.test", l.httpPort)
-	before := len(l.gw.sessions(target))
+	t0 := time.Now()
 	p := run(goclientBin, "stress", strconv.Itoa(n), l.url("example.test", l.httpPort, "/stress"))
 	expectExit(t, p, 0)
 	expectContains(t, "goclient stress", p.stdout.String(), strconv.Itoa(n)+" requests, 0 failures")
-	if !waitSessions(l, target, before+n) {
-		t.Errorf("the gateway logged %d sessions to %s, want %d", len(l.gw.sessions(target))-before, target, n)
+	if !waitSessions(l, target, t0, n) {
+		t.Errorf("the gateway logged %d sessions to %s, want %d", since(l.gw.sessions(target), t0), target, n)
 	}
 }
 
-func waitSessions(l *lab, target string, n int) bool {
+// waitSessions waits until the gateway logged n sessions to target that
+// began at or after t0.
+func waitSessions(l *lab, target string, t0 time.Time, n int) bool {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if len(l.gw.sessions(target)) >= n {
+		if since(l.gw.sessions(target), t0) >= n {
 			return true
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -428,7 +431,7 @@ func (l *lab) killBetweenFetches(t *testing.T, flags ...string) {
 		"i=0; while [ ! -e " + flag + " ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; " +
 		curl + " -sS --max-time 5 " + l.url("example.test", l.httpPort, "/second") + "; echo second-exit=$?"
 	argv := append(append([]string{socksifyBin, "-proxy", l.gw.addr}, flags...), "--", bash, "-c", script)
-	before := len(l.gw.sessions(l.target("example.test", l.httpPort)))
+	t0 := time.Now()
 	p := l.start(runOpts{}, argv...)
 	if !p.waitOutput("first-done", 15*time.Second) {
 		p.wait()
@@ -458,7 +461,7 @@ func (l *lab) killBetweenFetches(t *testing.T, flags ...string) {
 		t.Errorf("the second curl exited 0 after socksify was killed")
 	}
 	l.checkNoLeak("fetch after socksify was killed")
-	if n := len(l.gw.sessions(l.target("example.test", l.httpPort))) - before; n > 1 {
+	if n := since(l.gw.sessions(l.target("example.test", l.httpPort)), t0); n > 1 {
 		t.Errorf("the gateway logged %d sessions, want only the first fetch's", n)
 	}
 }

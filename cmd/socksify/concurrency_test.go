@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConcurrentConnects runs 20 curls at once under one socksify: their
@@ -22,14 +23,14 @@ func TestConcurrentConnects(t *testing.T) {
 		fmt.Fprintf(&script, "%s -sS --max-time 10 %s & ", curl, l.url("example.test", l.httpPort, fmt.Sprintf("/c%d", i)))
 	}
 	script.WriteString("wait")
-	before := len(l.gw.sessions(l.target("example.test", l.httpPort)))
+	t0 := time.Now()
 	p := l.socksify(bash, "-c", script.String())
 	expectExit(t, p, 0)
 	out := p.stdout.String()
 	for i := range n {
 		expectContains(t, "concurrent curl", out, wantBody(l.target("example.test", l.httpPort), fmt.Sprintf("/c%d", i)))
 	}
-	if !waitSessions(l, l.target("example.test", l.httpPort), before+n) {
-		t.Errorf("the gateway logged %d sessions, want %d", len(l.gw.sessions(l.target("example.test", l.httpPort)))-before, n)
+	if !waitSessions(l, l.target("example.test", l.httpPort), t0, n) {
+		t.Errorf("the gateway logged %d sessions, want %d", since(l.gw.sessions(l.target("example.test", l.httpPort)), t0), n)
 	}
 }

@@ -657,6 +657,22 @@ func (g *gateway) sessions(target string) []map[string]any {
 	return out
 }
 
+// since counts the records that began at or after t0 (end time minus
+// duration). A session is logged when it ends, so the record of an
+// earlier subtest's session can arrive after a later one began; counting
+// records from a "before" snapshot would then charge it to the later one.
+func since(recs []map[string]any, t0 time.Time) int {
+	n := 0
+	for _, r := range recs {
+		end, err := time.Parse(time.RFC3339Nano, fmt.Sprint(r["time"]))
+		dur, ok := r["dur"].(float64)
+		if err == nil && ok && !end.Add(-time.Duration(dur)).Before(t0) {
+			n++
+		}
+	}
+	return n
+}
+
 // waitSession waits for the audit record of a session to target and
 // returns it; it fails the test if none comes.
 func (l *lab) waitSession(target string) map[string]any {

@@ -87,7 +87,7 @@ func TestUDP(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
-			before := len(udpSessions(l.gw))
+			t0 := time.Now()
 			p := l.socksify(py, script, "assoc", tc.host, strconv.Itoa(tc.port))
 			expectExit(t, p, 0)
 			out := p.stdout.String()
@@ -113,11 +113,11 @@ func TestUDP(t *testing.T) {
 			}
 			// One association per socket: two, which end (the sweep
 			// notices the closed sockets) and are logged.
-			if !socks6test.WaitFor(5*time.Second, func() bool { return len(udpSessions(l.gw)) >= before+2 }) {
-				t.Errorf("the gateway logged %d UDP associations, want 2", len(udpSessions(l.gw))-before)
+			if !socks6test.WaitFor(5*time.Second, func() bool { return since(udpSessions(l.gw), t0) >= 2 }) {
+				t.Errorf("the gateway logged %d UDP associations, want 2", since(udpSessions(l.gw), t0))
 			}
 			time.Sleep(200 * time.Millisecond)
-			if n := len(udpSessions(l.gw)) - before; n != 2 {
+			if n := since(udpSessions(l.gw), t0); n != 2 {
 				t.Errorf("the gateway logged %d UDP associations, want 2", n)
 			}
 			if n := strings.Count(p.stderr.String(), " udp "); n != 2 {
@@ -149,7 +149,7 @@ func TestUDP(t *testing.T) {
 	t.Run("connect_only", func(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
-		before := len(udpSessions(l.gw))
+		t0 := time.Now()
 		p := l.socksify(py, script, "probe", "udp.test", strconv.Itoa(l.udpPort))
 		expectExit(t, p, 0)
 		expectContains(t, "udpclient probe", p.stdout.String(), "probes: 1")
@@ -157,7 +157,7 @@ func TestUDP(t *testing.T) {
 			t.Errorf("socksify made an association for sockets that sent nothing:\n%s", p.stderr.String())
 		}
 		time.Sleep(2500 * time.Millisecond) // a sweep would have ended one
-		if n := len(udpSessions(l.gw)) - before; n != 0 {
+		if n := since(udpSessions(l.gw), t0); n != 0 {
 			t.Errorf("the gateway logged %d UDP associations, want none", n)
 		}
 	})
@@ -167,14 +167,14 @@ func TestUDP(t *testing.T) {
 	t.Run("ends_on_close", func(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
-		before := len(udpSessions(l.gw))
+		t0 := time.Now()
 		p := l.start(runOpts{}, l.socksifyArgv(py, script, "hold", "udp.test", strconv.Itoa(l.udpPort), "6")...)
 		if !p.waitOutput("closed", 10*time.Second) {
 			p.wait()
 			t.Fatal("the program did not get its reply")
 		}
 		closed := time.Now()
-		ended := socks6test.WaitFor(4*time.Second, func() bool { return len(udpSessions(l.gw)) > before })
+		ended := socks6test.WaitFor(4*time.Second, func() bool { return since(udpSessions(l.gw), t0) > 0 })
 		select {
 		case <-p.done:
 			t.Errorf("the program exited before the check")
