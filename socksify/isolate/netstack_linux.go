@@ -437,15 +437,9 @@ func (n *netstack) serveDNSStream(ln net.Listener) func() {
 				time.Sleep(5 * time.Millisecond)
 				continue
 			}
-			if !n.open.add(c) {
-				c.Close()
+			if !n.goServeDNS(c) {
 				return
 			}
-			n.wg.Add(1)
-			go func() {
-				defer n.wg.Done()
-				n.serveDNSConn(c)
-			}()
 		}
 	}()
 	return func() { ln.Close() }
@@ -460,24 +454,25 @@ func (n *netstack) acceptDNS(r *tcp.ForwarderRequest) {
 		return
 	}
 	r.Complete(false)
-	c := gonet.NewTCPConn(&wq, ep)
+	n.goServeDNS(gonet.NewTCPConn(&wq, ep))
+}
+
+// goServeDNS answers DNS over TCP on c in a goroutine of its own, which
+// closes c at the end; it reports false, having closed c, when the stack
+// is closing.
+func (n *netstack) goServeDNS(c net.Conn) bool {
 	if !n.open.add(c) {
 		c.Close()
-		return
+		return false
 	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		n.serveDNSConn(c)
+		defer n.open.remove(c)
+		defer c.Close()
+		n.fake.ServeStream(c)
 	}()
-}
-
-// serveDNSConn answers DNS over TCP on c, which it closes (c is in
-// n.open).
-func (n *netstack) serveDNSConn(c net.Conn) {
-	defer n.open.remove(c)
-	defer c.Close()
-	n.fake.ServeStream(c)
+	return true
 }
 
 // relayUDP carries one UDP flow through its own association.
