@@ -355,7 +355,12 @@ func (l *lab) stress(t *testing.T, n int, run func(argv ...string) *proc) {
 	t0 := time.Now()
 	p := run(goclientBin, "stress", strconv.Itoa(n), l.url("example.test", l.httpPort, "/stress"))
 	expectExit(t, p, 0)
-	expectContains(t, "goclient stress", p.stdout.String(), strconv.Itoa(n)+" requests, 0 failures")
+	if !strings.Contains(p.stdout.String(), strconv.Itoa(n)+" requests, 0 failures") {
+		// The program's errors are among socksify's -v lines, which the
+		// log shortens: show them on their own.
+		errs := regexp.MustCompile(`(?m)^request \d+: .*$`).FindAllString(p.stderr.String(), -1)
+		t.Errorf("goclient stress: %q; its errors:\n%s", strings.TrimSpace(p.stdout.String()), strings.Join(errs, "\n"))
+	}
 	if !waitSessions(l, target, t0, n) {
 		t.Errorf("the gateway logged %d sessions to %s, want %d", since(l.gw.sessions(target), t0), target, n)
 	}
