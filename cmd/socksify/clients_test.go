@@ -359,7 +359,19 @@ func (l *lab) stress(t *testing.T, n int, run func(argv ...string) *proc) {
 		// The program's errors are among socksify's -v lines, which the
 		// log shortens: show them on their own.
 		errs := regexp.MustCompile(`(?m)^request \d+: .*$`).FindAllString(p.stderr.String(), -1)
-		t.Errorf("goclient stress: %q; its errors:\n%s", strings.TrimSpace(p.stdout.String()), strings.Join(errs, "\n"))
+		var other []string // socksify -v lines of connections that did not succeed
+		ok := 0
+		for _, line := range strings.Split(p.stderr.String(), "\n") {
+			switch {
+			case !strings.HasPrefix(line, "socksify: "):
+			case strings.Contains(line, ": succeeded"):
+				ok++
+			default:
+				other = append(other, line)
+			}
+		}
+		t.Errorf("goclient stress: %q; its errors:\n%s\nsocksify -v: %d connections succeeded; the others:\n%s",
+			strings.TrimSpace(p.stdout.String()), strings.Join(errs, "\n"), ok, strings.Join(other, "\n"))
 	}
 	if !waitSessions(l, target, t0, n) {
 		t.Errorf("the gateway logged %d sessions to %s, want %d", since(l.gw.sessions(target), t0), target, n)
