@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -282,26 +281,15 @@ func (n *dsNet) startGateway(t *testing.T, servers []string, tune func(*server.S
 
 // dsAudit collects the gateway's log records as JSON objects.
 type dsAudit struct {
-	t   *testing.T
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (a *dsAudit) Write(p []byte) (int, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.buf.Write(p)
+	t *testing.T
+	socks6test.Buffer
 }
 
 func (a *dsAudit) logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(a, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func (a *dsAudit) text() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.buf.String()
-}
+func (a *dsAudit) text() string { return a.String() }
 
 // records returns the records with message msg so far.
 func (a *dsAudit) records(msg string) []map[string]any {
