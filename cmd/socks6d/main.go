@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/socks6/socks6/internal/config"
+	"github.com/socks6/socks6/internal/procs"
 	"github.com/socks6/socks6/server"
 	"github.com/socks6/socks6/server/auth/htpasswd"
 	"github.com/socks6/socks6/server/resolver"
@@ -272,6 +273,18 @@ func (d *daemon) serve(cfg *config.Config, st server.Settings, sigs <-chan os.Si
 	}
 	slog.Info("starting", "version", versionString(), "config", d.opts.config,
 		"users_file", cfg.UsersFile, "rules", len(cfg.Rules))
+	// One P while one CPU carries the load, all of them under load
+	// (internal/procs says why); a GOMAXPROCS the environment sets is
+	// left alone.
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			procs.Adapt(ctx, procs.Config{Log: slog.Default()})
+		}()
+		defer func() { stop(); <-done }()
+	}
 	served := make(chan error, len(lns))
 	for _, ln := range lns {
 		slog.Info("listening", "addr", ln.Addr().String())
