@@ -25,27 +25,20 @@ func newAdapter(max int) *adapter {
 	return &adapter{cfg: cfg, procs: 1, wait: cfg.DownAfter}
 }
 
-func repeat(l float64, n int) []float64 {
-	s := make([]float64, n)
+// repeat returns n copies of v.
+func repeat[T any](v T, n int) []T {
+	s := make([]T, n)
 	for i := range s {
-		s[i] = l
+		s[i] = v
 	}
 	return s
 }
 
 func TestLightLoadStaysAtOne(t *testing.T) {
 	a := newAdapter(4)
-	if got := feed(a, repeat(0.85, 50)...); !slices.Equal(got, repeatInt(1, 50)) {
+	if got := feed(a, repeat(0.85, 50)...); !slices.Equal(got, repeat(1, 50)) {
 		t.Errorf("procs = %v, want 1 throughout", got)
 	}
-}
-
-func repeatInt(v, n int) []int {
-	s := make([]int, n)
-	for i := range s {
-		s[i] = v
-	}
-	return s
 }
 
 func TestSaturationGoesUpAtOnce(t *testing.T) {
@@ -59,7 +52,7 @@ func TestSaturationGoesUpAtOnce(t *testing.T) {
 func TestHeavyLoadStaysUp(t *testing.T) {
 	a := newAdapter(2)
 	feed(a, 1)
-	if got := feed(a, repeat(1.5, 100)...); !slices.Equal(got, repeatInt(2, 100)) {
+	if got := feed(a, repeat(1.5, 100)...); !slices.Equal(got, repeat(2, 100)) {
 		t.Errorf("procs = %v, want 2 throughout", got)
 	}
 }
@@ -70,10 +63,10 @@ func TestSerialWorkComesDown(t *testing.T) {
 	a := newAdapter(2)
 	feed(a, 1)
 	got := feed(a, repeat(0.95, 10)...)
-	if want := append(repeatInt(2, 9), 1); !slices.Equal(got, want) {
+	if want := append(repeat(2, 9), 1); !slices.Equal(got, want) {
 		t.Fatalf("procs = %v, want %v", got, want)
 	}
-	if got := feed(a, repeat(0.8, 20)...); !slices.Equal(got, repeatInt(1, 20)) {
+	if got := feed(a, repeat(0.8, 20)...); !slices.Equal(got, repeat(1, 20)) {
 		t.Errorf("after the try: procs = %v, want 1", got)
 	}
 	if a.wait != a.cfg.DownAfter {
