@@ -363,17 +363,13 @@ func (r *Resolver) LookupNetIP(ctx context.Context, network, host string) ([]net
 	}
 	var agg outcome
 	for _, fqdn := range r.candidates(name, abs) {
+		waits := make([]func() result, len(qtypes))
+		for i, qt := range qtypes {
+			waits[i] = r.start(ctx, fqdn, qt)
+		}
 		res := make([]result, len(qtypes))
-		if len(qtypes) == 2 {
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				res[1] = r.query(ctx, fqdn, qtypes[1])
-			}()
-			res[0] = r.query(ctx, fqdn, qtypes[0])
-			<-done // query returns promptly once ctx ends
-		} else {
-			res[0] = r.query(ctx, fqdn, qtypes[0])
+		for i, w := range waits {
+			res[i] = w()
 		}
 		var out []netip.Addr
 		for _, rs := range res {
@@ -545,15 +541,25 @@ type flight struct {
 // query answers one question from the cache, or joins or starts the
 // flight for it. It returns once the answer is there or ctx ends.
 func (r *Resolver) query(ctx context.Context, fqdn string, qtype uint16) result {
+	return r.start(ctx, fqdn, qtype)()
+}
+
+// start begins looking up fqdn's records of qtype, from the cache or by
+// joining or starting the flight that asks the upstreams, and returns
+// the function that waits for the result. Both of a dual-stack lookup's
+// queries are started before either is waited for, so that they run in
+// parallel without a goroutine for the second. The wait returns early
+// if ctx ends.
+func (r *Resolver) start(ctx context.Context, fqdn string, qtype uint16) (wait func() result) {
 	k := cacheKey{name: fqdn, qtype: qtype}
 	if res, ok := r.cache.get(k, time.Now()); ok {
 		r.hits.Add(1)
-		return res
+		return func() result { return res }
 	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return result{fail: &Error{Kind: Canceled, Err: errClosed}}
+		return func() result { return result{fail: &Error{Kind: Canceled, Err: errClosed}} }
 	}
 	f := r.flights[k]
 	if f == nil {
@@ -561,7 +567,7 @@ func (r *Resolver) query(ctx context.Context, fqdn string, qtype uint16) result 
 		if res, ok := r.cache.get(k, time.Now()); ok {
 			r.mu.Unlock()
 			r.hits.Add(1)
-			return res
+			return func() result { return res }
 		}
 		fctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 		f = &flight{done: make(chan struct{}), cancel: cancel}
@@ -573,20 +579,22 @@ func (r *Resolver) query(ctx context.Context, fqdn string, qtype uint16) result 
 	r.mu.Unlock()
 	r.misses.Add(1)
 
-	select {
-	case <-f.done:
-		return f.res
-	case <-ctx.Done():
-		r.mu.Lock()
-		f.refs--
-		if f.refs == 0 && r.flights[k] == f {
-			// Nobody else waits: stop the exchange, and let the next
-			// lookup start afresh.
-			delete(r.flights, k)
-			f.cancel(context.Canceled)
+	return func() result {
+		select {
+		case <-f.done:
+			return f.res
+		case <-ctx.Done():
+			r.mu.Lock()
+			f.refs--
+			if f.refs == 0 && r.flights[k] == f {
+				// Nobody else waits: stop the exchange, and let the next
+				// lookup start afresh.
+				delete(r.flights, k)
+				f.cancel(context.Canceled)
+			}
+			r.mu.Unlock()
+			return result{fail: &Error{Kind: Canceled, Err: ctx.Err()}}
 		}
-		r.mu.Unlock()
-		return result{fail: &Error{Kind: Canceled, Err: ctx.Err()}}
 	}
 }
 
