@@ -50,9 +50,10 @@ func (c *Config) defaults() {
 	if c.DownAfter <= 0 {
 		c.DownAfter = 10
 	}
-	if c.MaxWait < c.DownAfter {
-		c.MaxWait = max(c.DownAfter, 600)
+	if c.MaxWait <= 0 {
+		c.MaxWait = 600
 	}
+	c.MaxWait = max(c.MaxWait, c.DownAfter)
 	if c.Light <= 0 {
 		c.Light = 0.6
 	}
@@ -105,9 +106,6 @@ const triedFor = 3
 // step takes the CPU time used over an interval of wall time and returns
 // the P count to run with, and whether it changed.
 func (a *adapter) step(cpu, wall time.Duration) (int, bool) {
-	if a.wait == 0 {
-		a.wait = a.cfg.DownAfter
-	}
 	if wall <= 0 {
 		return a.procs, false
 	}
