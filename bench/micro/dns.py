@@ -1,10 +1,10 @@
 # Probe for bench/micro/README.md: a minimal DNS responder on
-# 127.0.0.1:5353 that answers every A query with 127.0.0.1 (TTL 5) and
-# every other type with no data.
-import socket, struct
+# 127.0.0.1:5353 (or the port given as the first argument) that answers
+# every A query with 127.0.0.1 (TTL 5) and every other type with no data.
+import socket, struct, sys
 
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", 5353))
+s.bind(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 5353))
 while True:
     q, a = s.recvfrom(512)
     if len(q) < 12:

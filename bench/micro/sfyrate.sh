@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Probe for bench/micro/README.md: where socksify's per-connection cost
+# goes. In a network namespace of its own (as root), one curl process
+# fetches N URLs, each a new TCP connection, through a socks6d there:
+# proxy-aware (--socks5 / --socks5-hostname), under socksify (and
+# -warm), under proxychains4, and directly; first with IP-literal URLs
+# (no lookup anywhere), then with a fresh host name per URL (the gateway
+# resolves it; socksify and proxychains4 hand curl fake addresses). It
+# prints each client's median URLs/s over ROUNDS rounds, clients
+# alternating.
+#
+#     sudo bench/micro/sfyrate.sh [ROUNDS]     # N=1000 URLs per run by default
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${1:-5}
+N=${N:-1000}
+[ "$(id -u)" = 0 ] || { echo "sfyrate.sh: needs root (network namespace)" >&2; exit 2; }
+NS=s6micro-$$
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	ip netns del "$NS" 2>/dev/null || true
+	rm -rf "/etc/netns/$NS" "$tmp"
+}
+trap cleanup EXIT
+go build -o "$tmp/socks6d" ./cmd/socks6d
+go build -o "$tmp/socksify" ./cmd/socksify
+(cd bench && go build -o "$tmp/httpsink" ./micro/httpsink)
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip -n "$NS" addr add 192.0.2.1/32 dev lo # the IP-literal target: not loopback, so socksify proxies it
+mkdir -p "/etc/netns/$NS"
+echo "nameserver 127.0.0.1" >"/etc/netns/$NS/resolv.conf"
+cat >"$tmp/gw.toml" <<TOML
+listen = ["127.0.0.1:1080"]
+log_level = "warn"
+[guard]
+allow_loopback = true
+[resolver]
+servers = ["127.0.0.1:53"]
+hosts_file = "-"
+TOML
+printf 'strict_chain\nproxy_dns\nquiet_mode\n[ProxyList]\nsocks5 127.0.0.1 1080\n' >"$tmp/pc.conf"
+ip netns exec "$NS" python3 bench/micro/dns.py 53 & pids+=($!)
+ip netns exec "$NS" "$tmp/httpsink" & pids+=($!)
+ip netns exec "$NS" "$tmp/socks6d" -config "$tmp/gw.toml" & pids+=($!)
+sleep 0.5
+
+# run MODE KIND: one curl fetching N URLs; prints URLs/s.
+run() {
+	local pre=() opt=() url
+	case $1 in
+	direct) ;;
+	proxy-aware) opt=(--socks5-hostname 127.0.0.1:1080) ;;
+	socksify) pre=("$tmp/socksify" -proxy 127.0.0.1:1080 --) ;;
+	socksify-warm) pre=("$tmp/socksify" -warm -proxy 127.0.0.1:1080 --) ;;
+	proxychains4) pre=(proxychains4 -q -f "$tmp/pc.conf") ;;
+	esac
+	if [ "$2" = literal ]; then
+		url="http://192.0.2.1:8080/[1-$N]"
+	else
+		url="http://n[1-$N]-$1-$RANDOM.bench.test:8080/"
+	fi
+	local s e
+	s=$(date +%s%N)
+	ip netns exec "$NS" "${pre[@]}" curl -s -o /dev/null -H 'Connection: close' "${opt[@]}" "$url"
+	e=$(date +%s%N)
+	echo $((N * 1000000000 / (e - s)))
+}
+
+modes=(direct proxy-aware socksify socksify-warm proxychains4)
+for kind in literal name; do
+	declare -A got=()
+	for _ in $(seq "$ROUNDS"); do
+		for m in "${modes[@]}"; do got[$m]+="$(run "$m" "$kind") "; done
+	done
+	echo "$kind URLs ($N per run, $ROUNDS rounds): median URLs/s [all]"
+	for m in "${modes[@]}"; do
+		# shellcheck disable=SC2086
+		printf '  %-14s %6s  [%s]\n' "$m" "$(printf '%s\n' ${got[$m]} | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')" "${got[$m]% }"
+	done
+	unset got
+done
