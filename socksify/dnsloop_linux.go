@@ -3,25 +3,69 @@
 package socksify
 
 import (
-	"net"
+	"net/netip"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
+
+// A loopUDP is one of the fake DNS server's UDP sockets when the
+// notification loop serves them: a plain non-blocking socket, never
+// registered with Go's netpoller.
+type loopUDP struct {
+	fd   int
+	addr netip.AddrPort
+}
+
+// listenLoopUDP opens a loopUDP on ip, at a port the kernel picks; an
+// IPv6 one is IPV6_V6ONLY, as net.ListenUDP("udp6") makes it.
+func listenLoopUDP(ip netip.Addr) (loopUDP, error) {
+	family := unix.AF_INET
+	if ip.Is6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return loopUDP{}, os.NewSyscallError("socket", err)
+	}
+	var sa unix.Sockaddr
+	if ip.Is6() {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			unix.Close(fd)
+			return loopUDP{}, os.NewSyscallError("setsockopt", err)
+		}
+		sa = &unix.SockaddrInet6{Addr: ip.As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Addr: ip.As4()}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return loopUDP{}, os.NewSyscallError("bind", err)
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		return loopUDP{}, os.NewSyscallError("getsockname", err)
+	}
+	port := 0
+	switch got := got.(type) {
+	case *unix.SockaddrInet4:
+		port = got.Port
+	case *unix.SockaddrInet6:
+		port = got.Port
+	}
+	return loopUDP{fd: fd, addr: netip.AddrPortFrom(ip, uint16(port))}, nil
+}
+
+func (u loopUDP) close() { unix.Close(u.fd) }
 
 // udpFDs returns the descriptors of the fake DNS server's UDP sockets,
 // which the notification loop serves (startDNSServer with udpByCaller).
 // They stay valid until close.
 func (d *dnsServer) udpFDs() []int {
 	var fds []int
-	for _, pc := range []*net.UDPConn{d.udp4, d.udp6} {
-		if pc == nil {
-			continue
-		}
-		rc, err := pc.SyscallConn()
-		if err != nil {
-			continue
-		}
-		rc.Control(func(fd uintptr) { fds = append(fds, int(fd)) })
+	for _, u := range d.loop {
+		fds = append(fds, u.fd)
 	}
 	return fds
 }

@@ -22,7 +22,8 @@ type dnsServer struct {
 	// with a fake address, before the answer is sent. It must not block.
 	onFake func(name string)
 
-	udp4, udp6 *net.UDPConn
+	udp4, udp6 *net.UDPConn // served by goroutines; nil with udpByCaller
+	loop       []loopUDP    // with udpByCaller: the UDP sockets, IPv4 first
 	tcp4, tcp6 *net.TCPListener
 
 	mu    sync.Mutex
@@ -46,24 +47,48 @@ const (
 func startDNSServer(fake *fakeTable, log *slog.Logger, udpByCaller bool) (*dnsServer, error) {
 	d := &dnsServer{fake: fake, log: log, conns: map[net.Conn]struct{}{}}
 	var err error
-	if d.udp4, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		return nil, err
+	if udpByCaller {
+		// Sockets of their own, outside Go's netpoller: registered there,
+		// every query's arrival would wake an idle thread of the runtime
+		// for nothing (the loop reads them).
+		u4, err := listenLoopUDP(netip.AddrFrom4([4]byte{127, 0, 0, 1}))
+		if err != nil {
+			return nil, err
+		}
+		d.loop = append(d.loop, u4)
+		if u6, err := listenLoopUDP(netip.IPv6Loopback()); err == nil {
+			d.loop = append(d.loop, u6)
+		}
+	} else {
+		if d.udp4, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+			return nil, err
+		}
+		d.udp6, _ = net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
 	}
 	if d.tcp4, err = net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		d.udp4.Close()
+		d.close()
 		return nil, err
 	}
-	if u6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err == nil {
-		if t6, err := net.ListenTCP("tcp6", &net.TCPAddr{IP: net.IPv6loopback, Port: u6.LocalAddr().(*net.UDPAddr).Port}); err == nil {
-			d.udp6, d.tcp6 = u6, t6
+	if u6, ok := d.udpAddr(true); ok {
+		// The same port as the UDP server if it is free; any otherwise.
+		if t6, err := net.ListenTCP("tcp6", &net.TCPAddr{IP: net.IPv6loopback, Port: int(u6.Port())}); err == nil {
+			d.tcp6 = t6
 		} else if t6, err := net.ListenTCP("tcp6", &net.TCPAddr{IP: net.IPv6loopback}); err == nil {
-			d.udp6, d.tcp6 = u6, t6
-		} else {
-			u6.Close()
+			d.tcp6 = t6
+		}
+	}
+	if d.tcp6 == nil { // no IPv6 server at all: AF_INET6 sockets get 127.0.0.1
+		if d.udp6 != nil {
+			d.udp6.Close()
+			d.udp6 = nil
+		}
+		if len(d.loop) > 1 {
+			d.loop[1].close()
+			d.loop = d.loop[:1]
 		}
 	}
 	for _, pc := range []*net.UDPConn{d.udp4, d.udp6} {
-		if pc != nil && !udpByCaller {
+		if pc != nil {
 			d.wg.Add(1)
 			go d.serveUDP(pc)
 		}
@@ -77,30 +102,43 @@ func startDNSServer(fake *fakeTable, log *slog.Logger, udpByCaller bool) (*dnsSe
 	return d, nil
 }
 
+// udpAddr returns the address of the IPv6 (v6) or IPv4 UDP server, if
+// there is one.
+func (d *dnsServer) udpAddr(v6 bool) (netip.AddrPort, bool) {
+	pc := d.udp4
+	if v6 {
+		pc = d.udp6
+	}
+	if pc != nil {
+		return pc.LocalAddr().(*net.UDPAddr).AddrPort(), true
+	}
+	for _, u := range d.loop {
+		if u.addr.Addr().Is6() == v6 {
+			return u.addr, true
+		}
+	}
+	return netip.AddrPort{}, false
+}
+
 // addr returns where to redirect a query from a socket of the given
 // family (v6 for AF_INET6) and kind: ::1 when there is an IPv6 server,
 // else 127.0.0.1, which an AF_INET6 socket reaches IPv4-mapped unless it
 // is IPV6_V6ONLY (ok is then false).
 func (d *dnsServer) addr(stream, v6, v6only bool) (netip.AddrPort, bool) {
-	var a net.Addr
-	switch {
-	case v6 && stream && d.tcp6 != nil:
-		a = d.tcp6.Addr()
-	case v6 && !stream && d.udp6 != nil:
-		a = d.udp6.LocalAddr()
-	case v6 && v6only:
-		return netip.AddrPort{}, false
-	case stream:
-		a = d.tcp4.Addr()
-	default:
-		a = d.udp4.LocalAddr()
-	}
 	var ap netip.AddrPort
-	switch a := a.(type) {
-	case *net.UDPAddr:
-		ap = a.AddrPort()
-	case *net.TCPAddr:
-		ap = a.AddrPort()
+	if u6, ok := d.udpAddr(true); v6 && !stream && ok {
+		ap = u6
+	} else {
+		switch {
+		case v6 && stream && d.tcp6 != nil:
+			ap = d.tcp6.Addr().(*net.TCPAddr).AddrPort()
+		case v6 && v6only:
+			return netip.AddrPort{}, false
+		case stream:
+			ap = d.tcp4.Addr().(*net.TCPAddr).AddrPort()
+		default:
+			ap, _ = d.udpAddr(false)
+		}
 	}
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	if v6 && ap.Addr().Is4() {
@@ -113,8 +151,8 @@ func (d *dnsServer) addr(stream, v6, v6only bool) (netip.AddrPort, bool) {
 // source of an answer whose real sender the program must not see.
 func (d *dnsServer) isServer(ap netip.AddrPort) bool {
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	for _, pc := range []*net.UDPConn{d.udp4, d.udp6} {
-		if pc != nil && pc.LocalAddr().(*net.UDPAddr).AddrPort() == ap {
+	for _, v6 := range []bool{false, true} {
+		if a, ok := d.udpAddr(v6); ok && a == ap {
 			return true
 		}
 	}
@@ -233,6 +271,9 @@ func (d *dnsServer) close() {
 		if pc != nil {
 			pc.Close()
 		}
+	}
+	for _, u := range d.loop {
+		u.close()
 	}
 	for _, ln := range []*net.TCPListener{d.tcp4, d.tcp6} {
 		if ln != nil {

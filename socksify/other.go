@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"runtime"
 	"syscall"
@@ -33,3 +34,13 @@ func (p *Process) Wait() (syscall.WaitStatus, error) { return 0, errPlatform }
 
 // Launch fails on this platform.
 func Launch(args []string) error { return errPlatform }
+
+// A loopUDP is a fake DNS server socket that the notification loop
+// serves; there is no loop on this platform.
+type loopUDP struct {
+	addr netip.AddrPort
+}
+
+func listenLoopUDP(ip netip.Addr) (loopUDP, error) { return loopUDP{}, errPlatform }
+
+func (u loopUDP) close() {}
