@@ -28,33 +28,22 @@ func listenLoopUDP(ip netip.Addr) (loopUDP, error) {
 	if err != nil {
 		return loopUDP{}, os.NewSyscallError("socket", err)
 	}
-	var sa unix.Sockaddr
 	if ip.Is6() {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
 			unix.Close(fd)
 			return loopUDP{}, os.NewSyscallError("setsockopt", err)
 		}
-		sa = &unix.SockaddrInet6{Addr: ip.As16()}
-	} else {
-		sa = &unix.SockaddrInet4{Addr: ip.As4()}
 	}
-	if err := unix.Bind(fd, sa); err != nil {
+	if err := unix.Bind(fd, sockaddrOf(netip.AddrPortFrom(ip, 0))); err != nil {
 		unix.Close(fd)
 		return loopUDP{}, os.NewSyscallError("bind", err)
 	}
-	got, err := unix.Getsockname(fd)
+	ap, err := sockName(fd)
 	if err != nil {
 		unix.Close(fd)
 		return loopUDP{}, os.NewSyscallError("getsockname", err)
 	}
-	port := 0
-	switch got := got.(type) {
-	case *unix.SockaddrInet4:
-		port = got.Port
-	case *unix.SockaddrInet6:
-		port = got.Port
-	}
-	return loopUDP{fd: fd, addr: netip.AddrPortFrom(ip, uint16(port))}, nil
+	return loopUDP{fd: fd, addr: netip.AddrPortFrom(ip, ap.Port())}, nil
 }
 
 func (u loopUDP) close() { unix.Close(u.fd) }

@@ -278,11 +278,7 @@ func (m *listenMgr) ring(pl *published, gw *client.Conn) {
 	d := net.Dialer{Timeout: doorbellDial, Control: func(network, address string, rc syscall.RawConn) error {
 		var err error
 		cerr := rc.Control(func(fd uintptr) {
-			var sa unix.Sockaddr = &unix.SockaddrInet4{Addr: pl.dial.Addr().As4()}
-			if pl.dial.Addr().Is6() {
-				sa = &unix.SockaddrInet6{Addr: pl.dial.Addr().As16()}
-			}
-			if err = unix.Bind(int(fd), sa); err != nil {
+			if err = unix.Bind(int(fd), sockaddrOf(netip.AddrPortFrom(pl.dial.Addr(), 0))); err != nil {
 				return
 			}
 			var ap netip.AddrPort
@@ -567,16 +563,6 @@ func (sup *supervisor) tryAccept(c call, dup int, pl *published, flags int) bool
 		sup.fail(c, errnoOf(err))
 	}
 	return true
-}
-
-func sockaddrAP(sa unix.Sockaddr) netip.AddrPort {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
-	}
-	return netip.AddrPort{}
 }
 
 // getsockname(fd, addr, addrlen*), trapped only when Publish is set: a

@@ -911,13 +911,32 @@ func sockName(fd int) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
+	ap := sockaddrAP(sa)
+	if !ap.IsValid() {
+		return netip.AddrPort{}, unix.EAFNOSUPPORT
+	}
+	return ap, nil
+}
+
+// sockaddrAP returns an AF_INET or AF_INET6 address as an AddrPort (the
+// zero AddrPort for other families).
+func sockaddrAP(sa unix.Sockaddr) netip.AddrPort {
 	switch a := sa.(type) {
 	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)), nil
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
 	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)), nil
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
 	}
-	return netip.AddrPort{}, unix.EAFNOSUPPORT
+	return netip.AddrPort{}
+}
+
+// sockaddrOf is ap as a sockaddr of its own family: AF_INET for an IPv4
+// address, AF_INET6 (with no scope) otherwise.
+func sockaddrOf(ap netip.AddrPort) unix.Sockaddr {
+	if a := ap.Addr(); a.Is4() {
+		return &unix.SockaddrInet4{Addr: a.As4(), Port: int(ap.Port())}
+	}
+	return &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}
 }
 
 // udpLocal returns the local address of the program's UDP socket (dup),

@@ -269,3 +269,18 @@ func TestDeliveryAddr(t *testing.T) {
 		}
 	}
 }
+
+// sockaddrOf makes each family's sockaddr, and sockaddrAP reads it back.
+func TestSockaddrOfRoundTrip(t *testing.T) {
+	for _, s := range []string{"127.0.0.1:53", "0.0.0.0:0", "[::1]:8080", "[2001:db8::1]:1", "[::ffff:192.0.2.1]:80"} {
+		ap := netip.MustParseAddrPort(s)
+		sa := sockaddrOf(ap)
+		_, is4 := sa.(*unix.SockaddrInet4)
+		if is4 != ap.Addr().Is4() {
+			t.Errorf("sockaddrOf(%s) = %T", s, sa)
+		}
+		if got := sockaddrAP(sa); got != ap {
+			t.Errorf("sockaddrAP(sockaddrOf(%s)) = %s", s, got)
+		}
+	}
+}

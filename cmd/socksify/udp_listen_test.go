@@ -293,38 +293,46 @@ func TestListen(t *testing.T) {
 	l := newLab(t)
 
 	// python3 -m http.server under "socksify -listen PORT", fetched with
-	// curl from outside through the gateway's listener.
-	t.Run("http_server", func(t *testing.T) {
-		curl := needTool(t, "curl", "curl")
-		www := filepath.Join(l.dir, "www")
-		os.MkdirAll(www, 0o755)
-		if err := os.WriteFile(filepath.Join(www, "hello.txt"), []byte("hello through the gateway\n"), 0o644); err != nil {
-			t.Fatal(err)
+	// curl from outside through the gateway's listener; on 127.0.0.1, and
+	// on ::1, where the caller's doorbell is an IPv6 connection.
+	for _, bind := range []string{"127.0.0.1", "::1"} {
+		name := "http_server"
+		if bind == "::1" {
+			name = "http_server_v6"
 		}
-		pt := l.freePort()
-		p := l.start(runOpts{timeout: 60 * time.Second}, socksifyBin, "-proxy", l.gw.addr, "-listen", strconv.Itoa(pt), "--",
-			py, "-m", "http.server", strconv.Itoa(pt), "--bind", "127.0.0.1", "--directory", www)
-		pub := published(t, p)
-		expectContains(t, "published line", p.stderr.String(), "python3 listening on 127.0.0.1:"+strconv.Itoa(pt)+" is published at ")
-		for i := range 3 {
-			c := l.plain(curl, "-sS", "--max-time", "10", "http://"+pub+"/hello.txt")
+		t.Run(name, func(t *testing.T) {
+			curl := needTool(t, "curl", "curl")
+			www := filepath.Join(l.dir, "www")
+			os.MkdirAll(www, 0o755)
+			if err := os.WriteFile(filepath.Join(www, "hello.txt"), []byte("hello through the gateway\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			pt := l.freePort()
+			p := l.start(runOpts{timeout: 60 * time.Second}, socksifyBin, "-proxy", l.gw.addr, "-listen", strconv.Itoa(pt), "--",
+				py, "-m", "http.server", strconv.Itoa(pt), "--bind", bind, "--directory", www)
+			local := net.JoinHostPort(bind, strconv.Itoa(pt))
+			pub := published(t, p)
+			expectContains(t, "published line", p.stderr.String(), "python3 listening on "+local+" is published at ")
+			for i := range 3 {
+				c := l.plain(curl, "-sS", "--max-time", "10", "http://"+pub+"/hello.txt")
+				expectExit(t, c, 0)
+				expectContains(t, fmt.Sprintf("curl %d through the gateway", i), c.stdout.String(), "hello through the gateway")
+			}
+			// The program still listens locally too.
+			c := l.plain(curl, "-sS", "--max-time", "10", "http://"+local+"/hello.txt")
 			expectExit(t, c, 0)
-			expectContains(t, fmt.Sprintf("curl %d through the gateway", i), c.stdout.String(), "hello through the gateway")
-		}
-		// The program still listens locally too.
-		c := l.plain(curl, "-sS", "--max-time", "10", "http://127.0.0.1:"+strconv.Itoa(pt)+"/hello.txt")
-		expectExit(t, c, 0)
-		expectContains(t, "curl to the local port", c.stdout.String(), "hello through the gateway")
-		if r := l.gw.wait(t, 5*time.Second, func(r map[string]any) bool { return r["msg"] == "session" && r["cmd"] == "take" }); r == nil {
-			t.Errorf("the gateway logged no TAKE")
-		}
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		p.wait()
-		l.checkNoLeak(p.desc)
-		// The served requests came from the callers, as the program saw
-		// them (http.server logs the client address).
-		expectContains(t, "http.server log", p.stderr.String(), `"GET /hello.txt HTTP/1.1" 200`)
-	})
+			expectContains(t, "curl to the local port", c.stdout.String(), "hello through the gateway")
+			if r := l.gw.wait(t, 5*time.Second, func(r map[string]any) bool { return r["msg"] == "session" && r["cmd"] == "take" }); r == nil {
+				t.Errorf("the gateway logged no TAKE")
+			}
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			p.wait()
+			l.checkNoLeak(p.desc)
+			// The served requests came from the callers, as the program saw
+			// them (http.server logs the client address).
+			expectContains(t, "http.server log", p.stderr.String(), `"GET /hello.txt HTTP/1.1" 200`)
+		})
+	}
 
 	// A blocking accept() and a selectors (epoll) loop: accept's address
 	// and getpeername are the caller's, getsockname the public address;
