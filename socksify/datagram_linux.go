@@ -191,7 +191,21 @@ func (sup *supervisor) sendDatagram(c call, sa sockaddr, flags int, data func() 
 		sup.fail(c, errnoOf(err))
 		return
 	}
+	sup.serveDNSNow()
 	sup.ret(c, int64(n))
+}
+
+// serveDNSNow answers the queries waiting at the fake DNS server's UDP
+// sockets. The notification loop calls it after it has sent a program's
+// queries there itself, before it lets the program's send return: the
+// answers are then already queued when the program waits for them,
+// where otherwise the loop would wake again for the queries, and the
+// program for the answers. Only the loop's thread may call it (it uses
+// the loop's buffer).
+func (sup *supervisor) serveDNSNow() {
+	for _, fd := range sup.dnsFDs {
+		sup.dns.serveUDPOnce(fd, sup.dnsBuf)
+	}
 }
 
 // dnsEndpoint returns the fake DNS server's UDP address as a socket
@@ -238,8 +252,8 @@ func (sup *supervisor) sendmmsg(c call) {
 			named = true
 		}
 	}
-	if !named {
-		sup.cont(c) // every message goes to the connected peer
+	if !named { // every message goes to the connected peer
+		sup.sendmmsgConnected(c, vec)
 		return
 	}
 	// Read and route every destination before sending anything.
@@ -322,12 +336,38 @@ func (sup *supervisor) sendmmsg(c call) {
 					sup.fail(c, syscall.ENETUNREACH)
 					return
 				}
-				sup.emulateMmsg(c, dup, si, vec, dests, a)
+				sup.emulateMmsg(c, dup, si, vec, dests, a, false, false)
 			}()
 			return
 		}
 	}
-	sup.emulateMmsg(c, dup, si, vec, dests, a)
+	sup.emulateMmsg(c, dup, si, vec, dests, a, true, false)
+	unix.Close(dup)
+}
+
+// sendmmsgConnected handles a sendmmsg without destinations. On a UDP
+// socket connected to the fake DNS server (glibc's resolver sends its A
+// and AAAA queries so) the supervisor sends the queries itself and
+// answers them before the call returns (serveDNSNow); anything else runs
+// as asked.
+func (sup *supervisor) sendmmsgConnected(c call, vec []byte) {
+	ino, dup, err := sup.sockIno(c)
+	if err != nil {
+		sup.cont(c)
+		return
+	}
+	dns := false
+	sup.socks.view(ino, func(st *sockState) { dns = st.dns && st.peer.IsValid() })
+	var si sockInfo
+	if dns {
+		si, err = getSockInfo(dup)
+	}
+	if !dns || err != nil || !si.udp() {
+		unix.Close(dup)
+		sup.cont(c)
+		return
+	}
+	sup.emulateMmsg(c, dup, si, vec, make([]*mmsgDest, len(vec)/sizeofMmsghdr), nil, true, true)
 	unix.Close(dup)
 }
 
@@ -341,9 +381,13 @@ type mmsgDest struct {
 // emulateMmsg sends every message of a sendmmsg the supervisor emulates,
 // each its own way (dests[i] nil: to the connected peer), sets their
 // msg_len and answers the call. a is the socket's association if some
-// message goes through the gateway.
-func (sup *supervisor) emulateMmsg(c call, dup int, si sockInfo, vec []byte, dests []*mmsgDest, a *udpAssoc) {
+// message goes through the gateway; peerDNS says the socket is connected
+// to the fake DNS server. onLoop says the notification loop's thread runs
+// it, which then answers the queries it sent to the fake DNS server
+// before it answers the call (serveDNSNow).
+func (sup *supervisor) emulateMmsg(c call, dup int, si sockInfo, vec []byte, dests []*mmsgDest, a *udpAssoc, onLoop, peerDNS bool) {
 	var ep []byte
+	toDNS := false
 	sent := 0
 	var firstErr error
 	for i := range dests {
@@ -361,6 +405,7 @@ func (sup *supervisor) emulateMmsg(c call, dup int, si sockInfo, vec []byte, des
 		switch d := dests[i]; {
 		case d == nil:
 			n, err = rawSendto(dup, b, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil)
+			toDNS = toDNS || peerDNS
 		case d.r == routeProxy:
 			var framed []byte
 			if framed, err = udpFrame(d.target, b); err == nil {
@@ -378,6 +423,7 @@ func (sup *supervisor) emulateMmsg(c call, dup int, si sockInfo, vec []byte, des
 			}
 			sup.recordDNS(si.ino, d.sa.ap, b)
 			n, err = rawSendto(dup, b, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, ep)
+			toDNS = true
 		default:
 			to, _ := appendSockaddr(nil, si.domain, d.sa.ap)
 			n, err = rawSendto(dup, b, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, to)
@@ -398,6 +444,9 @@ func (sup *supervisor) emulateMmsg(c call, dup int, si sockInfo, vec []byte, des
 	if sent == 0 && firstErr != nil {
 		sup.fail(c, errnoOf(firstErr))
 		return
+	}
+	if onLoop && toDNS {
+		sup.serveDNSNow()
 	}
 	sup.ret(c, int64(sent))
 }

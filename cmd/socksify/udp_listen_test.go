@@ -143,6 +143,20 @@ func TestUDP(t *testing.T) {
 		}
 	})
 
+	// glibc's resolver sends its A and AAAA queries in one sendmmsg on
+	// a socket connected to the name server. The supervisor answers
+	// them before that call returns, so the answers are already queued.
+	t.Run("dns_answers_queued", func(t *testing.T) {
+		bin := needMmsg(t)
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range 3 {
+			p := l.socksify(bin, "-dns", sinkV4, "queued"+strconv.Itoa(i)+".test")
+			expectExit(t, p, 0)
+			expectContains(t, "mmsg -dns", p.stdout.String(), "queued: 2\nanswers: 2\n")
+		}
+	})
+
 	// A resolver's address sort connects UDP sockets and sends nothing:
 	// no association. (The lookup gets one fake address, IPv4: the AAAA
 	// query that follows the A query gets no data, see pairWindow.)
