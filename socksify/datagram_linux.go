@@ -349,8 +349,14 @@ func (sup *supervisor) sendmmsg(c call) {
 // socket connected to the fake DNS server (glibc's resolver sends its A
 // and AAAA queries so) the supervisor sends the queries itself and
 // answers them before the call returns (serveDNSNow); anything else runs
-// as asked.
+// as asked. Only calls of one or two messages are looked at, so that a
+// program that batches datagrams on a connected socket (QUIC) does not
+// pay for finding the socket.
 func (sup *supervisor) sendmmsgConnected(c call, vec []byte) {
+	if len(vec) > 2*sizeofMmsghdr {
+		sup.cont(c)
+		return
+	}
 	ino, dup, err := sup.sockIno(c)
 	if err != nil {
 		sup.cont(c)
