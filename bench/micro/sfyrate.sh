@@ -47,7 +47,8 @@ ip netns exec "$NS" "$tmp/httpsink" & pids+=($!)
 ip netns exec "$NS" "$tmp/socks6d" -config "$tmp/gw.toml" & pids+=($!)
 sleep 0.5
 
-# run MODE KIND: one curl fetching N URLs; prints URLs/s.
+# run MODE KIND: one curl fetching N URLs; prints URLs/s. It also keeps
+# curl's per-URL timers (-w) in $tmp/phases-MODE-KIND, for phases().
 run() {
 	local pre=() opt=() url
 	case $1 in
@@ -64,7 +65,9 @@ run() {
 	fi
 	local s e
 	s=$(date +%s%N)
-	ip netns exec "$NS" "${pre[@]}" curl -s -o /dev/null -H 'Connection: close' "${opt[@]}" "$url"
+	ip netns exec "$NS" "${pre[@]}" curl -s -o /dev/null -H 'Connection: close' "${opt[@]}" \
+		-w '%{time_namelookup} %{time_connect} %{time_pretransfer} %{time_starttransfer} %{time_total}\n' \
+		"$url" >>"$tmp/phases-$1-$2"
 	e=$(date +%s%N)
 	echo $((N * 1000000000 / (e - s)))
 }
@@ -81,4 +84,20 @@ for kind in literal name; do
 		printf '  %-14s %6s  [%s]\n' "$m" "$(printf '%s\n' ${got[$m]} | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')" "${got[$m]% }"
 	done
 	unset got
+done
+
+# Where the time of one URL goes, by curl's own timers (medians over every
+# URL of every round, µs from the start of the URL): the lookup (0 for a
+# proxy-aware curl, which passes the name on), the TCP connect (to the
+# gateway for proxy-aware curl; for socksify and proxychains4 the
+# connect returns only after the gateway's reply), the end of the SOCKS
+# handshake (pretransfer), the first response byte and the end.
+echo "fresh-name URLs: median µs per URL by curl's timers"
+printf '  %-14s %10s %8s %11s %13s %6s\n' client namelookup connect pretransfer starttransfer total
+for m in "${modes[@]}"; do
+	python3 - "$m" "$tmp/phases-$m-name" <<'PY'
+import statistics, sys
+cols = list(zip(*(map(float, l.split()) for l in open(sys.argv[2]))))
+print("  %-14s %10.0f %8.0f %11.0f %13.0f %6.0f" % ((sys.argv[1],) + tuple(statistics.median(c) * 1e6 for c in cols)))
+PY
 done
