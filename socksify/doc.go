@@ -72,11 +72,11 @@
 //     per lookup (see pairWindow in fakeip.go, and dns.go for the other
 //     types). No query leaves the
 //     machine. Queries sent with sendto or sendmsg to port 53, or with
-//     the sendmmsg system call on a socket connected there (glibc's A
-//     and AAAA pair), are sent by the notification loop itself, which
-//     answers them before the call returns: the answers are waiting when
-//     the program polls for them. recvfrom, recvmsg and recvmmsg on a socket that sent
-//     queries report the server the program addressed as the source
+//     a sendmmsg of one or two messages on a socket connected there
+//     (glibc's A and AAAA pair), are sent by the notification loop
+//     itself, which answers them before the call returns: the answers
+//     are waiting when the program polls for them. recvfrom, recvmsg and
+//     recvmmsg on a socket that sent queries report the server the program addressed as the source
 //     (musl's resolver checks it); ancillary data is dropped there.
 //   - getpeername on a socket the supervisor connected: the address the
 //     program asked for (the fake address and port, or the literal).

@@ -48,7 +48,8 @@ ip netns exec "$NS" "$tmp/socks6d" -config "$tmp/gw.toml" & pids+=($!)
 sleep 0.5
 
 # run MODE KIND: one curl fetching N URLs; prints URLs/s. It also keeps
-# curl's per-URL timers (-w) in $tmp/phases-MODE-KIND, for phases().
+# curl's per-URL timers (-w) in $tmp/phases-MODE-KIND, for the table at
+# the end.
 run() {
 	local pre=() opt=() url
 	case $1 in
