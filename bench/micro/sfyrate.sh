@@ -7,7 +7,11 @@
 # (no lookup anywhere), then with a fresh host name per URL (the gateway
 # resolves it; socksify and proxychains4 hand curl fake addresses). It
 # prints each client's median URLs/s over ROUNDS rounds, clients
-# alternating.
+# alternating. One more client, direct-stub, is curl without a proxy
+# whose getaddrinfo is gaistub.c (LD_PRELOAD: every bench.test name is
+# 192.0.2.1 at once): its lookup time is what curl's own threaded
+# resolver costs with a free lookup, the least any transparent tool adds
+# per fresh name, and the end prints the best rate ratio that leaves.
 #
 #     sudo bench/micro/sfyrate.sh [ROUNDS]     # N=1000 URLs per run by default
 set -euo pipefail
@@ -27,6 +31,7 @@ trap cleanup EXIT
 go build -o "$tmp/socks6d" ./cmd/socks6d
 go build -o "$tmp/socksify" ./cmd/socksify
 (cd bench && go build -o "$tmp/httpsink" ./micro/httpsink)
+cc -O2 -shared -fPIC -o "$tmp/gaistub.so" bench/micro/gaistub.c -ldl
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 ip -n "$NS" addr add 192.0.2.1/32 dev lo # the IP-literal target: not loopback, so socksify proxies it
@@ -54,6 +59,7 @@ run() {
 	local pre=() opt=() url
 	case $1 in
 	direct) ;;
+	direct-stub) pre=(env LD_PRELOAD="$tmp/gaistub.so") ;;
 	proxy-aware) opt=(--socks5-hostname 127.0.0.1:1080) ;;
 	socksify) pre=("$tmp/socksify" -proxy 127.0.0.1:1080 --) ;;
 	socksify-warm) pre=("$tmp/socksify" -warm -proxy 127.0.0.1:1080 --) ;;
@@ -73,7 +79,7 @@ run() {
 	echo $((N * 1000000000 / (e - s)))
 }
 
-modes=(direct proxy-aware socksify socksify-warm proxychains4)
+modes=(direct direct-stub proxy-aware socksify socksify-warm proxychains4)
 for kind in literal name; do
 	declare -A got=()
 	for _ in $(seq "$ROUNDS"); do
@@ -89,7 +95,8 @@ done
 
 # Where the time of one URL goes, by curl's own timers (medians over every
 # URL of every round, µs from the start of the URL): the lookup (0 for a
-# proxy-aware curl, which passes the name on), the TCP connect (to the
+# proxy-aware curl, which passes the name on; for direct-stub, curl's own
+# resolver thread around a free lookup), the TCP connect (to the
 # gateway for proxy-aware curl; for socksify and proxychains4 the
 # connect returns only after the gateway's reply), the end of the SOCKS
 # handshake (pretransfer), the first response byte and the end.
@@ -102,3 +109,13 @@ cols = list(zip(*(map(float, l.split()) for l in open(sys.argv[2]))))
 print("  %-14s %10.0f %8.0f %11.0f %13.0f %6.0f" % ((sys.argv[1],) + tuple(statistics.median(c) * 1e6 for c in cols)))
 PY
 done
+
+# The best rate ratio to proxy-aware curl that a transparent tool could
+# reach for fresh names if it cost nothing itself: proxy-aware curl's time
+# per URL against that time plus curl's own resolver with a free lookup.
+python3 - "$tmp/phases-proxy-aware-name" "$tmp/phases-direct-stub-name" <<'PY'
+import statistics, sys
+pa = statistics.median(float(l.split()[4]) for l in open(sys.argv[1])) * 1e6
+nl = statistics.median(float(l.split()[0]) for l in open(sys.argv[2])) * 1e6
+print("bound for a free transparent tool: %.0f / (%.0f + %.0f) = %.2fx proxy-aware" % (pa, pa, nl, pa / (pa + nl)))
+PY
