@@ -18,7 +18,9 @@
 // A [Session] is a control connection with the extensions negotiated.
 // It carries control requests, several at a time: [Session.Resolve]
 // (RESOLVE) and [Session.Listen] (LISTEN) now, UDP later.
-// [Dialer.Resolve] opens a session for one lookup.
+// [Session.Prefetch] sends a RESOLVE without waiting for its answer, to
+// warm the gateway's resolver ahead of a CONNECT. [Dialer.Resolve] opens
+// a session for one lookup.
 //
 // A [Listener] is a listening socket at the gateway ("Listening"):
 // [Dialer.Listen] opens one on a session of its own, [Session.Listen]

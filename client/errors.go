@@ -28,6 +28,9 @@ var (
 	// status, or HELLO_ACK status 0x01), or accepts none of the
 	// authentication methods the Dialer offered.
 	ErrAuth = errors.New("socks: authentication failed")
+	// ErrPrefetchBusy reports that a Session already has MaxPrefetches
+	// Prefetch requests unanswered; nothing was sent.
+	ErrPrefetchBusy = errors.New("socks: too many prefetches unanswered")
 )
 
 // A ReplyError is a gateway's refusal of a request: an RFC 1928 reply or

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -199,6 +200,19 @@ func TestExtResolve(t *testing.T) {
 		})
 	}
 	wg.Wait()
+
+	// Prefetches whose answers are dropped leave the session working.
+	for _, host := range []string{"dual.test", "nx.test", "echo.test"} {
+		if err := s.Prefetch(host); err != nil {
+			t.Errorf("prefetch %s: %v", host, err)
+		}
+	}
+	if ans, err := s.Resolve(testCtx(t), "dual.test"); err != nil || len(ans) != 2 {
+		t.Errorf("resolve after prefetches = %v, %v", ans, err)
+	}
+	if _, err := s.Ping(testCtx(t)); err != nil {
+		t.Errorf("ping after prefetches: %v", err)
+	}
 
 	d4 := &client.Dialer{ProxyAddress: gw, Family: proto.FamilyIPv4Only}
 	ans, err = d4.Resolve(testCtx(t), "dual.test")
@@ -579,5 +593,80 @@ func TestFakeSessionNoResolve(t *testing.T) {
 	ans, err := s.Resolve(testCtx(t), "2001:db8::1")
 	if err != nil || len(ans) != 1 || ans[0].Addr != netip.MustParseAddr("2001:db8::1") {
 		t.Errorf("resolve of a literal = %v, %v", ans, err)
+	}
+	if err := s.Prefetch("a.test"); !errors.Is(err, client.ErrNoExtensions) {
+		t.Errorf("prefetch without the RESOLVE bit: %v, want ErrNoExtensions", err)
+	}
+	if err := s.Prefetch("192.0.2.1"); err != nil {
+		t.Errorf("prefetch of a literal: %v, want nil (nothing to send)", err)
+	}
+}
+
+// TestFakeSessionPrefetch: Prefetch writes a RESOLVE and returns without
+// its answer; the answer, when it comes, is dropped without disturbing
+// the session; at most MaxPrefetches are unanswered at once.
+func TestFakeSessionPrefetch(t *testing.T) {
+	socks6test.CheckGoroutines(t, 4)
+	gw := sessionGateway(t, func(c net.Conn) {
+		var reqs []proto.ExtRequest
+		for range client.MaxPrefetches {
+			r, ok := readRequest(t, c)
+			if !ok {
+				return
+			}
+			if r.Command != proto.CommandResolve || r.Addr.FQDN == "" {
+				t.Errorf("REQUEST %+v, want RESOLVE of a name", r)
+			}
+			reqs = append(reqs, r)
+		}
+		// The client's PING comes next: the refused prefetch sent
+		// nothing. Answer one prefetch, then the PING.
+		f, err := proto.ReadFrame(c, nil)
+		if err != nil || f.Type != proto.FramePing {
+			t.Errorf("want PING after %d RESOLVEs, got %v, %v", client.MaxPrefetches, f.Type, err)
+			return
+		}
+		writeRaw(t, c, frame(t, resolveReply(reqs[0].ID, ip4)))
+		writeRaw(t, c, rawFrame(t, proto.FramePong, f.Value))
+		// One more prefetch fits now, and a RESOLVE waited for is
+		// answered as usual, with the others still unanswered.
+		r, ok := readRequest(t, c)
+		if !ok || r.Addr.FQDN != "again.test" {
+			t.Errorf("REQUEST %+v, want RESOLVE again.test", r)
+			return
+		}
+		w, ok := readRequest(t, c)
+		if !ok {
+			return
+		}
+		writeRaw(t, c, frame(t, resolveReply(w.ID, ip6)))
+		expectClose(t, c, proto.ReplySucceeded)
+	})
+	s := openSession(t, gw, 0)
+	for i := range client.MaxPrefetches {
+		if err := s.Prefetch(fmt.Sprintf("p%d.test", i)); err != nil {
+			t.Fatalf("prefetch %d: %v", i, err)
+		}
+	}
+	if err := s.Prefetch("over.test"); !errors.Is(err, client.ErrPrefetchBusy) {
+		t.Errorf("prefetch beyond MaxPrefetches: %v, want ErrPrefetchBusy", err)
+	}
+	// The PONG follows the answer to the first prefetch, which the
+	// reader has therefore handled when Ping returns.
+	if _, err := s.Ping(testCtx(t)); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	if err := s.Prefetch("again.test"); err != nil {
+		t.Errorf("prefetch after one was answered: %v", err)
+	}
+	ans, err := s.Resolve(testCtx(t), "w.test")
+	if err != nil || len(ans) != 1 || ans[0].Addr != ip6 {
+		t.Errorf("resolve with prefetches outstanding = %v, %v; want %v", ans, err, ip6)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	if err := s.Prefetch("late.test"); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("prefetch after Close: %v, want net.ErrClosed", err)
 	}
 }

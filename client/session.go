@@ -56,7 +56,9 @@ type Session struct {
 	mu     sync.Mutex
 	nextID uint64
 	calls  map[uint64]*call
-	pings  map[[8]byte]chan struct{}
+	// prefetching counts the Prefetch requests not answered yet.
+	prefetching int
+	pings       map[[8]byte]chan struct{}
 	// listeners holds every listener the gateway granted, by Listener
 	// ID, including closed and abandoned ones, whose offers are
 	// rejected: the protocol cannot close a single listener.
@@ -75,6 +77,8 @@ type call struct {
 	// the REPLY arrives, before it reads the next frame, which may be an
 	// offer for it.
 	ln *Listener
+	// prefetch marks a Prefetch: nobody waits for its REPLY.
+	prefetch bool
 }
 
 type callResult struct {
@@ -224,6 +228,68 @@ func (s *Session) Resolve(ctx context.Context, host string) ([]proto.ResolveAnsw
 		return []proto.ResolveAnswer{}, nil
 	}
 	return rep.Answers, nil
+}
+
+// MaxPrefetches is how many Prefetch requests a session keeps
+// unanswered at most; Prefetch refuses more with ErrPrefetchBusy. It
+// bounds what the gateway may leave unanswered, and keeps the bytes in
+// flight far below a socket buffer, so that a Prefetch's write does not
+// wait for the gateway to read.
+const MaxPrefetches = 32
+
+// Prefetch asks the gateway to resolve host (RESOLVE) and returns as soon
+// as the request is written, without waiting for the answer, which is
+// dropped when it comes. A CONNECT to host that follows then finds the
+// name in the gateway's cache, or joins its lookup under way: the
+// gateway's DNS round trip overlaps whatever the caller does meanwhile.
+// It is meant for a caller that must not wait, such as a DNS server that
+// hands out a name's address before anything connects to it.
+//
+// An IP address literal needs no lookup and sends nothing. Prefetch
+// returns an error wrapping ErrNoExtensions if the session lacks the
+// RESOLVE feature, ErrPrefetchBusy if MaxPrefetches are unanswered, and
+// the session's error once it has ended. A write that fails ends the
+// session, as every failed write does.
+func (s *Session) Prefetch(host string) error {
+	if _, ok := literalAnswer(host); ok {
+		return nil
+	}
+	if !s.ack.Features.Has(proto.FeatureResolve) {
+		return s.opError("prefetch", host, fmt.Errorf("%w: no RESOLVE feature bit", ErrNoExtensions))
+	}
+	name, err := fqdn(host)
+	if err != nil {
+		return s.opError("prefetch", host, err)
+	}
+	req := proto.ExtRequest{Command: proto.CommandResolve, Addr: proto.Addr{FQDN: name}}
+	if s.family != 0 {
+		req.Options = proto.Options{proto.FamilyOption(s.family)}
+	}
+	s.mu.Lock()
+	switch {
+	case s.err != nil || s.closing:
+		err := s.endErrLocked()
+		s.mu.Unlock()
+		return s.opError("prefetch", host, err)
+	case s.prefetching >= MaxPrefetches:
+		s.mu.Unlock()
+		return s.opError("prefetch", host, ErrPrefetchBusy)
+	}
+	s.nextID++
+	req.ID = s.nextID
+	s.calls[req.ID] = &call{cmd: req.Command, ch: make(chan callResult, 1), prefetch: true}
+	s.prefetching++
+	s.mu.Unlock()
+	if err := s.writeAsync(req); err != nil {
+		s.mu.Lock()
+		if _, ok := s.calls[req.ID]; ok {
+			delete(s.calls, req.ID)
+			s.prefetching--
+		}
+		s.mu.Unlock()
+		return s.opError("prefetch", host, err)
+	}
+	return nil
 }
 
 // literalAnswer returns the answer for an IP address, which needs no
@@ -485,6 +551,9 @@ func (s *Session) handleReply(f proto.Frame) error {
 	s.mu.Lock()
 	cl, ok := s.calls[id]
 	delete(s.calls, id)
+	if ok && cl.prefetch {
+		s.prefetching--
+	}
 	s.mu.Unlock()
 	if !ok {
 		return malformed("REPLY", fmt.Errorf("request ID %d is not outstanding: %w", id, proto.ErrMalformed))

@@ -66,13 +66,14 @@ type Supervisor struct {
 
 	// Warm turns on warming the gateway's resolver: each name the
 	// program is given a fake address for is also sent to the gateway at
-	// once (RESOLVE, on one extension session; a gateway without the
+	// once (RESOLVE, on one extension session, written by the call that
+	// answers the DNS query, the answer dropped; a gateway without the
 	// extensions turns it off), so that the gateway's DNS lookup overlaps
 	// the rest of the program's lookup rather than starting at its
-	// connect. It is off by default: on a machine where the program, the
-	// supervisor and the gateway share two cores, the extra work costs
-	// more than the overlap gains (make bench: 502 against 533 new
-	// connections a second, 211 CPU-µs more per connection).
+	// connect. It is off by default: the gateway then also resolves
+	// names the program never connects to, and on two cores the gain
+	// (990 against 928 fresh-name URLs/s for curl, bench/micro/sfyrate.sh)
+	// is within the spread of make bench.
 	Warm bool
 
 	// Launcher is the executable Start runs in launcher mode (see

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/socks6/socks6/client"
@@ -21,6 +22,13 @@ import (
 // no more than it would: it resolves every name the program connects
 // to anyway.
 //
+// Once the session is open, the caller of name (the notification loop,
+// answering the program's DNS query) writes the RESOLVE itself with
+// client.Session.Prefetch: one small write, and no goroutine to wake,
+// which on a machine of two cores would compete with the program for a
+// CPU at the moment it goes on with its lookup. Only opening the session,
+// which waits for the gateway, is left to the warmer's goroutine.
+//
 // A gateway without the SOCKS6 extensions, or without RESOLVE, turns the
 // warmer off for good; a session that cannot be opened (the gateway is
 // down) is retried at most every warmRetry.
@@ -29,22 +37,24 @@ type warmer struct {
 	log    *slog.Logger
 	ctx    context.Context
 
-	names chan string
-	wg    sync.WaitGroup // run and the lookups it started
+	names chan string    // names that came while no session was open
+	wg    sync.WaitGroup // run
+
+	sess atomic.Pointer[client.Session] // the open session, or nil
+	off  atomic.Bool                    // the gateway cannot warm
+
+	mu     sync.Mutex
+	recent map[string]time.Time // names asked for within warmEvery (mu)
 
 	// Owned by run.
-	sess   *client.Session
-	off    bool
 	failAt time.Time
-	recent map[string]time.Time // names asked for within warmEvery
 }
 
 const (
-	warmQueue    = 256              // names waiting; more are dropped
-	warmInFlight = 32               // lookups outstanding at once; more are dropped
+	warmQueue    = 256              // names waiting for the session; more are dropped
 	warmEvery    = 30 * time.Second // a name is asked for at most this often
 	warmRetry    = 5 * time.Second  // after failing to open the session
-	warmTimeout  = 5 * time.Second  // one lookup
+	warmTimeout  = 5 * time.Second  // opening the session
 	warmMaxNames = 4096             // recent names remembered
 )
 
@@ -60,13 +70,38 @@ func newWarmer(ctx context.Context, dialer *client.Dialer, log *slog.Logger) *wa
 	return w
 }
 
-// name queues name to be resolved at the gateway. It never blocks: when
-// the queue is full, the name is dropped (the CONNECT resolves it).
+// name has the gateway resolve name: at once if the session is open,
+// else once run has opened it. It never blocks on the gateway: when
+// MaxPrefetches are unanswered, or the queue is full, the name is
+// dropped (the CONNECT resolves it).
 func (w *warmer) name(name string) {
+	if w.off.Load() || !w.fresh(name, time.Now()) {
+		return
+	}
+	if s := w.sess.Load(); s != nil {
+		err := w.prefetch(s, name)
+		if err == nil {
+			return
+		}
+		if errors.Is(err, client.ErrPrefetchBusy) {
+			w.forget(name) // not asked for: a later lookup may ask
+			return
+		}
+		// The session ended: run opens another.
+	}
 	select {
 	case w.names <- name:
 	default:
 	}
+}
+
+// prefetch sends one RESOLVE on s.
+func (w *warmer) prefetch(s *client.Session, name string) error {
+	err := s.Prefetch(name)
+	if err != nil {
+		w.log.Debug("socksify: warming the gateway's resolver", "name", name, "err", err)
+	}
+	return err
 }
 
 // wait waits for the warmer to stop after its ctx ended.
@@ -75,11 +110,10 @@ func (w *warmer) wait() { w.wg.Wait() }
 func (w *warmer) run() {
 	defer w.wg.Done()
 	defer func() {
-		if w.sess != nil {
-			w.sess.Close()
+		if s := w.sess.Swap(nil); s != nil {
+			s.Close()
 		}
 	}()
-	sem := make(chan struct{}, warmInFlight)
 	for {
 		var name string
 		select {
@@ -87,42 +121,24 @@ func (w *warmer) run() {
 			return
 		case name = <-w.names:
 		}
-		now := time.Now()
-		if w.off || now.Sub(w.recent[name]) < warmEvery {
+		if w.off.Load() {
 			continue
 		}
-		sess := w.session(now)
-		if sess == nil {
-			continue
+		if s := w.session(time.Now()); s != nil {
+			w.prefetch(s, name)
 		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			continue // busy: this name is left to its CONNECT
-		}
-		w.remember(name, now)
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			defer func() { <-sem }()
-			ctx, cancel := context.WithTimeout(w.ctx, warmTimeout)
-			defer cancel()
-			if _, err := sess.Resolve(ctx, name); err != nil {
-				w.log.Debug("socksify: warming the gateway's resolver", "name", name, "err", err)
-			}
-		}()
 	}
 }
 
 // session returns the open session, opening one if needed, or nil.
 func (w *warmer) session(now time.Time) *client.Session {
-	if w.sess != nil {
+	if s := w.sess.Load(); s != nil {
 		select {
-		case <-w.sess.Done():
-			w.sess.Close()
-			w.sess = nil
+		case <-s.Done():
+			w.sess.CompareAndSwap(s, nil)
+			s.Close()
 		default:
-			return w.sess
+			return s
 		}
 	}
 	if now.Sub(w.failAt) < warmRetry {
@@ -137,7 +153,7 @@ func (w *warmer) session(now time.Time) *client.Session {
 		err = errors.New("the gateway does not offer RESOLVE")
 		fallthrough
 	case errors.Is(err, client.ErrNoExtensions) || errors.Is(err, client.ErrDowngrade) || errors.Is(err, client.ErrAuth):
-		w.off = true
+		w.off.Store(true)
 		w.log.Debug("socksify: not warming the gateway's resolver", "err", err)
 		return nil
 	case err != nil:
@@ -145,13 +161,18 @@ func (w *warmer) session(now time.Time) *client.Session {
 		w.log.Debug("socksify: opening a session to warm the gateway's resolver", "err", err)
 		return nil
 	}
-	w.sess = sess
+	w.sess.Store(sess)
 	return sess
 }
 
-// remember records that name was asked for at now, forgetting old names
-// when there are too many.
-func (w *warmer) remember(name string, now time.Time) {
+// fresh reports whether name was not asked for within warmEvery, and
+// records that it is now, forgetting old names when there are too many.
+func (w *warmer) fresh(name string, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if now.Sub(w.recent[name]) < warmEvery {
+		return false
+	}
 	if len(w.recent) >= warmMaxNames {
 		for n, t := range w.recent {
 			if now.Sub(t) >= warmEvery {
@@ -163,4 +184,12 @@ func (w *warmer) remember(name string, now time.Time) {
 		}
 	}
 	w.recent[name] = now
+	return true
+}
+
+// forget undoes fresh's record of name.
+func (w *warmer) forget(name string) {
+	w.mu.Lock()
+	delete(w.recent, name)
+	w.mu.Unlock()
 }
