@@ -205,16 +205,9 @@ func (s *Session) Resolve(ctx context.Context, host string) ([]proto.ResolveAnsw
 	if a, ok := literalAnswer(host); ok {
 		return a, nil
 	}
-	if !s.ack.Features.Has(proto.FeatureResolve) {
-		return nil, s.opError("resolve", host, fmt.Errorf("%w: no RESOLVE feature bit", ErrNoExtensions))
-	}
-	name, err := fqdn(host)
+	req, err := s.resolveRequest(host)
 	if err != nil {
 		return nil, s.opError("resolve", host, err)
-	}
-	req := proto.ExtRequest{Command: proto.CommandResolve, Addr: proto.Addr{FQDN: name}}
-	if s.family != 0 {
-		req.Options = proto.Options{proto.FamilyOption(s.family)}
 	}
 	rep, err := s.roundTrip(ctx, req, nil)
 	if err != nil {
@@ -254,16 +247,9 @@ func (s *Session) Prefetch(host string) error {
 	if _, ok := literalAnswer(host); ok {
 		return nil
 	}
-	if !s.ack.Features.Has(proto.FeatureResolve) {
-		return s.opError("prefetch", host, fmt.Errorf("%w: no RESOLVE feature bit", ErrNoExtensions))
-	}
-	name, err := fqdn(host)
+	req, err := s.resolveRequest(host)
 	if err != nil {
 		return s.opError("prefetch", host, err)
-	}
-	req := proto.ExtRequest{Command: proto.CommandResolve, Addr: proto.Addr{FQDN: name}}
-	if s.family != 0 {
-		req.Options = proto.Options{proto.FamilyOption(s.family)}
 	}
 	s.mu.Lock()
 	switch {
@@ -290,6 +276,23 @@ func (s *Session) Prefetch(host string) error {
 		return s.opError("prefetch", host, err)
 	}
 	return nil
+}
+
+// resolveRequest builds the RESOLVE of host (a name, not a literal) for
+// Resolve and Prefetch; its ID is set when it is sent.
+func (s *Session) resolveRequest(host string) (proto.ExtRequest, error) {
+	if !s.ack.Features.Has(proto.FeatureResolve) {
+		return proto.ExtRequest{}, fmt.Errorf("%w: no RESOLVE feature bit", ErrNoExtensions)
+	}
+	name, err := fqdn(host)
+	if err != nil {
+		return proto.ExtRequest{}, err
+	}
+	req := proto.ExtRequest{Command: proto.CommandResolve, Addr: proto.Addr{FQDN: name}}
+	if s.family != 0 {
+		req.Options = proto.Options{proto.FamilyOption(s.family)}
+	}
+	return req, nil
 }
 
 // literalAnswer returns the answer for an IP address, which needs no
