@@ -49,9 +49,12 @@ type Session struct {
 	dirs   [2]direction // 0: a→b (up), 1: b→a (down)
 	live   int          // directions not yet ended
 	closed bool
-	err    error
-	timer  *time.Timer
-	head   int64
+	// reported is set by the finish that calls done: fail and end can
+	// both see the last direction stop, and done must run once.
+	reported bool
+	err      error
+	timer    *time.Timer
+	head     int64
 }
 
 // Relay copies a→b and b→a until both directions end, then closes a and b
@@ -189,6 +192,11 @@ func (s *Session) end(d *direction, err error) {
 // finish closes both connections and reports, once.
 func (s *Session) finish() {
 	s.mu.Lock()
+	if s.reported {
+		s.mu.Unlock()
+		return
+	}
+	s.reported = true
 	if s.timer != nil {
 		s.timer.Stop()
 	}
