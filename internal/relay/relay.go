@@ -49,12 +49,9 @@ type Session struct {
 	dirs   [2]direction // 0: a→b (up), 1: b→a (down)
 	live   int          // directions not yet ended
 	closed bool
-	// reported is set by the finish that calls done: fail and end can
-	// both see the last direction stop, and done must run once.
-	reported bool
-	err      error
-	timer    *time.Timer
-	head     int64
+	err    error
+	timer  *time.Timer
+	head   int64
 }
 
 // Relay copies a→b and b→a until both directions end, then closes a and b
@@ -161,7 +158,10 @@ func (s *Session) fail(err error) {
 		}
 	}
 	s.live -= ended
-	last := s.live == 0
+	// Only a fail that ended the last directions reports: after both
+	// ended on their own (live already 0, done called), a Close still
+	// comes here, from a gateway closing the sessions it tracks.
+	last := ended > 0 && s.live == 0
 	s.mu.Unlock()
 	s.a.Close()
 	s.b.Close()
@@ -189,14 +189,11 @@ func (s *Session) end(d *direction, err error) {
 	}
 }
 
-// finish closes both connections and reports, once.
+// finish closes both connections and reports. It runs once: from the
+// fail or end that took live to 0, or from Start when the head could not
+// be written.
 func (s *Session) finish() {
 	s.mu.Lock()
-	if s.reported {
-		s.mu.Unlock()
-		return
-	}
-	s.reported = true
 	if s.timer != nil {
 		s.timer.Stop()
 	}

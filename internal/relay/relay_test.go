@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -642,5 +643,37 @@ func exchangeSmall(t *testing.T, client, target net.Conn) {
 	}
 	if got := readN(t, client, 4); string(got) != "pong" {
 		t.Fatalf("client read %q", got)
+	}
+}
+
+// Close after both directions ended cleanly finds nothing left to stop:
+// done has run and must not run again. (A gateway shutting down calls
+// Close on every session it still tracks, including one whose done is
+// under way.)
+func TestSessionCloseAfterEnd(t *testing.T) {
+	for _, p := range pairs {
+		t.Run(p.name, func(t *testing.T) {
+			checkLeaks(t)
+			client, a := p.pair(t)
+			b, target := p.pair(t)
+			var calls atomic.Int32
+			done := make(chan result, 2)
+			s := Start(a, b, Options{Idle: time.Minute}, func(st Stats, err error) {
+				calls.Add(1)
+				done <- result{st, err}
+			})
+			client.Close()
+			target.Close()
+			r := waitResult(t, done)
+			if r.err != nil && !errors.Is(r.err, net.ErrClosed) {
+				t.Logf("done error = %v", r.err) // a pipe ends with an error; TCP with none
+			}
+			s.Close()
+			s.Close()
+			time.Sleep(50 * time.Millisecond)
+			if n := calls.Load(); n != 1 {
+				t.Fatalf("done called %d times, want 1", n)
+			}
+		})
 	}
 }
