@@ -37,11 +37,11 @@ const recvFlagsEmulated = unix.MSG_PEEK | unix.MSG_TRUNC | unix.MSG_DONTWAIT | u
 // sendto(fd, buf, len, flags, addr, addrlen), trapped when addr is not
 // NULL.
 func (sup *supervisor) sendto(c call) {
-	sa, oc, e := sup.readSockaddr(c, c.args[4], c.args[5])
+	sa, oc, e := sup.sendDest(c, c.args[4], c.args[5])
 	if sup.answered(c, oc, e) {
 		return
 	}
-	if !sa.isIP() {
+	if !sa.isIP() && sa.family != afUnspec {
 		sup.cont(c)
 		return
 	}
@@ -58,7 +58,7 @@ func (sup *supervisor) sendto(c call) {
 func (sup *supervisor) sendmsg(c call) {
 	hdr := make([]byte, sizeofMsghdr)
 	if err := readMem(c.tid, c.args[1], hdr); err != nil {
-		sup.cont(c) // the kernel reports EFAULT
+		sup.memFailed(c)
 		return
 	}
 	name, namelen := le64(hdr[offMsgName:]), uint64(le32(hdr[offMsgNamelen:]))
@@ -66,11 +66,11 @@ func (sup *supervisor) sendmsg(c call) {
 		sup.cont(c)
 		return
 	}
-	sa, oc, e := sup.readSockaddr(c, name, namelen)
+	sa, oc, e := sup.sendDest(c, name, namelen)
 	if sup.answered(c, oc, e) {
 		return
 	}
-	if !sa.isIP() {
+	if !sa.isIP() && sa.family != afUnspec {
 		sup.cont(c)
 		return
 	}
@@ -117,6 +117,40 @@ func gsoSize(tid int, ctrl, ctrlLen uint64) int {
 	return 0
 }
 
+// sendDest reads the destination of a send (sendto, sendmsg, a message
+// of sendmmsg) like readSockaddr, except that AF_UNSPEC with room for an
+// IPv4 address comes back as goOn: an AF_INET UDP socket sends to it
+// (udp_sendmsg takes AF_UNSPEC for AF_INET), so it must be routed, never
+// let through. inetDest settles it once the socket is known.
+func (sup *supervisor) sendDest(c call, addr, alen uint64) (sockaddr, outcome, syscall.Errno) {
+	sa, oc, e := sup.readSockaddr(c, addr, alen)
+	if oc == goCont && sa.family == afUnspec && sa.ap.IsValid() {
+		oc = goOn
+	}
+	return sa, oc, e
+}
+
+// inetDest returns what socket si makes of destination sa: an AF_UNSPEC
+// one is AF_INET on an IPv4 socket; on any other socket it is no
+// destination (an IPv6 UDP socket sends to its connected peer, TCP
+// ignores it), and ok is false, as for a family that is not IP.
+func inetDest(sa sockaddr, si sockInfo) (_ sockaddr, ok bool) {
+	if sa.family == afUnspec && sa.ap.IsValid() && si.domain == unix.AF_INET {
+		sa.family = afInet
+	}
+	return sa, sa.isIP()
+}
+
+// memFailed answers a send whose arguments could not be read from the
+// program's memory (EFAULT, or EPERM for a program that made itself
+// non-dumpable): with EFAULT, never by letting it run, since where it
+// sends is unknown.
+func (sup *supervisor) memFailed(c call) {
+	if sup.valid(c) {
+		sup.fail(c, syscall.EFAULT)
+	}
+}
+
 // answered answers c after readSockaddr, unless the address was read
 // (goOn); it reports whether it did.
 func (sup *supervisor) answered(c call, oc outcome, e syscall.Errno) bool {
@@ -141,11 +175,12 @@ func (sup *supervisor) answered(c call, oc outcome, e syscall.Errno) bool {
 func (sup *supervisor) sendDatagram(c call, sa sockaddr, flags int, data func() (b []byte, gso int, err error)) {
 	dup, si, err := sup.sock(c)
 	if err != nil {
-		sup.cont(c)
+		sup.sockFailed(c, err)
 		return
 	}
 	defer unix.Close(dup)
-	if !si.inet() {
+	sa, ok := inetDest(sa, si)
+	if !si.inet() || !ok {
 		sup.cont(c)
 		return
 	}
@@ -243,7 +278,7 @@ func (sup *supervisor) sendmmsg(c call) {
 	}
 	vec := make([]byte, vlen*sizeofMmsghdr)
 	if err := readMem(c.tid, c.args[1], vec); err != nil {
-		sup.cont(c)
+		sup.memFailed(c)
 		return
 	}
 	named := false
@@ -260,7 +295,7 @@ func (sup *supervisor) sendmmsg(c call) {
 	dests := make([]*mmsgDest, vlen)
 	dup, si, err := sup.sock(c)
 	if err != nil {
-		sup.cont(c)
+		sup.sockFailed(c, err)
 		return
 	}
 	if !si.inet() || si.stream() {
@@ -276,13 +311,21 @@ func (sup *supervisor) sendmmsg(c call) {
 		if name == 0 || namelen == 0 {
 			continue
 		}
-		sa, oc, e := sup.readSockaddr(c, name, namelen)
-		if oc != goOn {
+		sa, oc, e := sup.sendDest(c, name, namelen)
+		switch oc {
+		case goCont:
+			// Not a destination (too short, AF_UNIX, …): the kernel
+			// fails this message, after sending the ones before it. The
+			// batch is not let through on its account, or those would
+			// go out unrouted; emulated, it goes to the connected peer.
+			continue
+		case goFail, goGone:
 			unix.Close(dup)
 			sup.answered(c, oc, e)
 			return
 		}
-		if !sa.isIP() {
+		sa, ok := inetDest(sa, si)
+		if !ok {
 			continue
 		}
 		d := &mmsgDest{sa: sa, r: sup.routeOf(si, sa.ap)}

@@ -48,7 +48,14 @@
 // the program's socket, with raw syscalls, MSG_DONTWAIT and poll, and
 // never changes the socket's O_NONBLOCK flag, which the duplicate shares
 // with the program. What it knows of a socket is keyed by its inode,
-// which survives dup and fork.
+// which survives dup and fork. A connect or send with a destination whose
+// arguments it cannot read (a program that made itself non-dumpable,
+// with the supervisor lacking CAP_SYS_PTRACE) or whose socket it cannot
+// duplicate (the supervisor out of fds) fails, with EFAULT or that
+// errno, rather than run unsupervised. Destinations are taken as the
+// kernel takes them: AF_UNSPEC on an IPv4 UDP socket is the AF_INET
+// address udp_sendmsg sends to, and a sendmmsg message with an unusable
+// name does not let the messages before it through unrouted.
 //
 //   - connect, TCP: loopback, the gateway itself and Supervisor.Direct
 //     run as asked (CONTINUE). Anything else is connected "in-band": the

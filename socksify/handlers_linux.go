@@ -151,6 +151,17 @@ func (sup *supervisor) sock(c call) (int, sockInfo, error) {
 	return dup, si, nil
 }
 
+// sockFailed answers a connect or send whose socket sock could not look
+// at. A bad fd or one that is not a socket gets the errno the kernel
+// would give (EBADF, ENOTSOCK); any other cause (the supervisor out of
+// fds, a thread whose fd table cannot be reached) fails the call too: it
+// must not run unsupervised.
+func (sup *supervisor) sockFailed(c call, err error) {
+	if sup.valid(c) {
+		sup.fail(c, errnoOf(err))
+	}
+}
+
 // sockIno returns the socket inode of c's fd (args[0]).
 func (sup *supervisor) sockIno(c call) (uint64, int, error) {
 	dup, err := sup.pidfds.getfd(c.tid, int(int32(c.args[0])))
@@ -218,7 +229,7 @@ func (sup *supervisor) connect(c call) {
 	}
 	dup, si, err := sup.sock(c)
 	if err != nil {
-		sup.cont(c) // not a socket, or a bad fd: the kernel says so
+		sup.sockFailed(c, err)
 		return
 	}
 	if !si.inet() {

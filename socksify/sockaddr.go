@@ -24,7 +24,7 @@ var (
 // byte), or just a family.
 type sockaddr struct {
 	family uint16
-	ap     netip.AddrPort // AF_INET, AF_INET6 (with the zone from sin6_scope_id)
+	ap     netip.AddrPort // AF_INET, AF_INET6 (with the zone from sin6_scope_id); AF_UNSPEC, see below
 	path   string         // AF_UNIX
 }
 
@@ -68,6 +68,15 @@ func parseSockaddr(b []byte) (sockaddr, error) {
 			}
 		}
 		sa.path = string(p)
+	case afUnspec:
+		// Still errSockaddrFamily: connect takes AF_UNSPEC as
+		// "disconnect". But an AF_INET UDP socket's sendto and sendmsg
+		// take it as AF_INET (udp_sendmsg), so ap holds the address that
+		// the datagram would go to, for the send paths (sendDest).
+		if len(b) >= sizeofSockaddrInet4 {
+			sa.ap = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[4:8])), binary.BigEndian.Uint16(b[2:4]))
+		}
+		return sa, errSockaddrFamily
 	default:
 		return sa, errSockaddrFamily
 	}

@@ -56,6 +56,10 @@ func TestParseSockaddr(t *testing.T) {
 		{name: "unix unnamed", in: "0100", want: sockaddr{family: afUnix}},
 		{name: "netlink", in: "1000 0000 00000000 00000000", want: sockaddr{family: 16}, wantErr: errSockaddrFamily},
 		{name: "unspec", in: "0000", want: sockaddr{family: 0}, wantErr: errSockaddrFamily},
+		// What an AF_INET UDP socket would send to (udp_sendmsg).
+		{name: "unspec with an IPv4 address", in: "0000 0035 c6336407 0000000000000000",
+			want: sockaddr{family: afUnspec, ap: netip.MustParseAddrPort("198.51.100.7:53")}, wantErr: errSockaddrFamily},
+		{name: "unspec too short for one", in: "0000 0035 c6336407", want: sockaddr{family: afUnspec}, wantErr: errSockaddrFamily},
 		{name: "one byte", in: "02", wantErr: errSockaddrShort},
 	}
 	for _, tt := range tests {
@@ -69,6 +73,9 @@ func TestParseSockaddr(t *testing.T) {
 			}
 			if err != nil && tt.want.family != 0 && got.family != tt.want.family {
 				t.Errorf("family %d, want %d", got.family, tt.want.family)
+			}
+			if err != nil && got.ap != tt.want.ap {
+				t.Errorf("address %v, want %v", got.ap, tt.want.ap)
 			}
 		})
 	}

@@ -126,6 +126,31 @@ func TestUDP(t *testing.T) {
 		})
 	}
 
+	// Destinations the kernel takes that are easy to miss: an IPv4 UDP
+	// socket sends to an AF_UNSPEC address as if it were AF_INET, and a
+	// sendmmsg sends the messages before one with an unusable name. Both
+	// go through the gateway (the echo answers), nothing leaks (l.socksify
+	// checks the sink).
+	t.Run("unspec_and_short_names", func(t *testing.T) {
+		mu.Lock()
+		defer mu.Unlock()
+		p := l.socksify(py, script, "unspec", "udp.test", strconv.Itoa(l.udpPort))
+		expectExit(t, p, 0)
+		out := p.stdout.String()
+		m := regexp.MustCompile(`resolved: (\S+)`).FindStringSubmatch(out)
+		if m == nil || !isFake(m[1]) {
+			t.Fatalf("udp.test did not resolve to a fake address: %q", out)
+		}
+		src := m[1] + " " + strconv.Itoa(l.udpPort)
+		for _, want := range []string{
+			"recvfrom: echo:unspec from " + src,
+			"sendmmsg: 1\n",
+			"recvfrom: echo:mmsg-ok from " + src,
+		} {
+			expectContains(t, "udpclient unspec", out, want)
+		}
+	})
+
 	// sendmmsg and recvmmsg from a static musl program.
 	t.Run("mmsg_musl", func(t *testing.T) {
 		bin := needMmsg(t)

@@ -7,6 +7,9 @@
                                      nothing (as a resolver's RFC 6724 sort does)
   udpclient.py hold HOST PORT SECS   one exchange, close the socket, print "closed", sleep SECS
   udpclient.py fail HOST PORT        sendto (expect an error), then a connected socket's send and recv
+  udpclient.py unspec HOST PORT      sendto with an AF_UNSPEC address (which an IPv4 UDP socket takes
+                                     as AF_INET), then a sendmmsg of a message to HOST and one whose
+                                     name is too short for any family (through libc, by ctypes)
 The echo server answers "echo:" + the datagram.
 """
 import socket
@@ -102,6 +105,48 @@ def fail(host, port):
     c.close()
 
 
+def unspec(host, port):
+    import ctypes
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    ip = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
+    print("resolved:", ip)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    tail = struct.pack("!H", port) + socket.inet_aton(ip) + bytes(8)
+    name = struct.pack("=H", socket.AF_UNSPEC) + tail
+    msg = b"unspec"
+    if libc.sendto(s.fileno(), msg, len(msg), 0, name, len(name)) < 0:
+        print("sendto:", os.strerror(ctypes.get_errno()))
+        return
+    data, src = s.recvfrom(2048)
+    print("recvfrom:", data.decode(), "from", src[0], src[1])
+
+    class iovec(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_char_p), ("len", ctypes.c_size_t)]
+
+    class msghdr(ctypes.Structure):
+        _fields_ = [("name", ctypes.c_char_p), ("namelen", ctypes.c_uint32),
+                    ("iov", ctypes.POINTER(iovec)), ("iovlen", ctypes.c_size_t),
+                    ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                    ("flags", ctypes.c_int)]
+
+    class mmsghdr(ctypes.Structure):
+        _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
+
+    inet = struct.pack("=H", socket.AF_INET) + tail
+    iovs = [iovec(b"mmsg-ok", 7), iovec(b"short-name", 10)]
+    vec = (mmsghdr * 2)()
+    vec[0].hdr = msghdr(inet, len(inet), ctypes.pointer(iovs[0]), 1, None, 0, 0)
+    vec[1].hdr = msghdr(b"\x02", 1, ctypes.pointer(iovs[1]), 1, None, 0, 0)
+    n = libc.sendmmsg(s.fileno(), vec, 2, 0)
+    print("sendmmsg:", n if n >= 0 else os.strerror(ctypes.get_errno()))
+    data, src = s.recvfrom(2048)
+    print("recvfrom:", data.decode(), "from", src[0], src[1])
+    s.close()
+
+
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "assoc":
@@ -112,6 +157,8 @@ def main():
         hold(args[0], int(args[1]), float(args[2]))
     elif mode == "fail":
         fail(args[0], int(args[1]))
+    elif mode == "unspec":
+        unspec(args[0], int(args[1]))
     else:
         sys.exit("unknown mode " + mode)
     sys.stdout.flush()
