@@ -88,9 +88,12 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
 	conns     map[net.Conn]io.Closer // each session's connection → what ends it
-	shutdown  atomic.Bool
-	sessions  sync.WaitGroup
-	idleWake  chan struct{} // closed on Shutdown/Close
+	// connsClosed is set (under mu) once closeConns has run: a session
+	// that installs its relay after that closes it at once (setCloser).
+	connsClosed bool
+	shutdown    atomic.Bool
+	sessions    sync.WaitGroup
+	idleWake    chan struct{} // closed on Shutdown/Close
 
 	listenOnce sync.Once
 	lst        *listens
@@ -301,10 +304,18 @@ func (s *Server) track(c net.Conn) bool {
 // setCloser makes Close end c's session through cl (a running relay).
 func (s *Server) setCloser(c net.Conn, cl io.Closer) {
 	s.mu.Lock()
-	if _, ok := s.conns[c]; ok {
+	_, ok := s.conns[c]
+	if ok {
 		s.conns[c] = cl
 	}
+	late := ok && s.connsClosed
 	s.mu.Unlock()
+	if late {
+		// closeConns ran after the relay started and before this, and
+		// closed the bare connection. A relay direction waiting in the
+		// poller is not told of that close; closing the relay ends it.
+		cl.Close()
+	}
 }
 
 func (s *Server) untrack(c net.Conn) {
@@ -359,18 +370,25 @@ func (s *Server) stopAccepting() {
 func (s *Server) closeConns() {
 	s.cancelBase()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	cls := make([]io.Closer, 0, len(s.conns))
-	for _, cl := range s.conns {
-		cls = append(cls, cl)
-	}
+	cls := s.closersLocked()
 	s.mu.Unlock()
 	// Outside the lock: a relay's Close may finish its session, which
 	// untracks itself.
 	for _, cl := range cls {
 		cl.Close()
 	}
-	s.mu.Lock()
+}
+
+// closersLocked returns what ends each tracked session, and marks the
+// sessions closed so that a relay installed later is closed by
+// setCloser. The caller holds s.mu.
+func (s *Server) closersLocked() []io.Closer {
+	s.connsClosed = true
+	cls := make([]io.Closer, 0, len(s.conns))
+	for _, cl := range s.conns {
+		cls = append(cls, cl)
+	}
+	return cls
 }
 
 // selfAddrs returns the host's interface addresses, cached for 5 seconds.

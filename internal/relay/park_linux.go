@@ -69,14 +69,12 @@ func canPark() bool {
 // d.s.mu.
 func arm(d *direction) error {
 	p := getPoller()
-	if d.fd == 0 {
+	if d.rc == nil {
 		rc, err := d.src.(*net.TCPConn).SyscallConn()
 		if err != nil {
 			return err
 		}
-		if err := rc.Control(func(fd uintptr) { d.fd = int(fd) }); err != nil {
-			return err
-		}
+		d.rc = rc
 	}
 	p.mu.Lock()
 	if d.id == 0 {
@@ -94,12 +92,19 @@ func arm(d *direction) error {
 	if d.registered {
 		op = unix.EPOLL_CTL_MOD
 	}
-	err := unix.EpollCtl(p.epfd, op, d.fd, &ev)
-	switch {
-	case err == unix.ENOENT && op == unix.EPOLL_CTL_MOD:
-		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, d.fd, &ev)
-	case err == unix.EEXIST && op == unix.EPOLL_CTL_ADD:
-		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, d.fd, &ev)
+	// Inside Control, which holds the socket open: the fd number cannot
+	// be closed and reused by another socket while it is registered.
+	var err error
+	if cerr := d.rc.Control(func(fd uintptr) {
+		err = unix.EpollCtl(p.epfd, op, int(fd), &ev)
+		switch {
+		case err == unix.ENOENT && op == unix.EPOLL_CTL_MOD:
+			err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+		case err == unix.EEXIST && op == unix.EPOLL_CTL_ADD:
+			err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
+		}
+	}); cerr != nil {
+		err = cerr
 	}
 	if err != nil {
 		unpark(d)

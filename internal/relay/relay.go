@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -113,6 +114,15 @@ func (d *direction) start() {
 	_, dok := d.dst.(*net.TCPConn)
 	if sok && dok && canPark() {
 		d.s.mu.Lock()
+		if d.s.closed {
+			// A fail came between the two directions' starts (the
+			// other one woke and failed at once). It closes the sockets
+			// after its unlock, which would drop a registration made
+			// now without an event: end here instead, as park does.
+			d.s.mu.Unlock()
+			d.s.end(d, nil)
+			return
+		}
 		err := arm(d)
 		if err == nil {
 			d.state = stateParked
@@ -244,7 +254,7 @@ type direction struct {
 	n        int64 // bytes copied; written only by the running goroutine
 	state    int   // guarded by s.mu
 	// poller registration (see park_linux.go)
-	fd         int
+	rc         syscall.RawConn // src's, for registering its fd
 	id         uint64
 	registered bool
 }
