@@ -16,7 +16,12 @@ import (
 // does not pay a park and wake per message; after that it parks. A round
 // copies at most roundBytes so that deadlines are renewed while a bulk
 // transfer flows (an absolute write deadline set once would otherwise cut
-// a long, healthy transfer).
+// a long, healthy transfer). The write deadline is renewed between
+// rounds only, so a reader that, with every buffer on the way full,
+// takes less than a round within about three quarters of the idle
+// timeout counts as stalled: under 18 KB/s for the default 5 minutes.
+// (A splice cut by its deadline also loses the bytes in its pipe; the
+// session ends then, so nothing is silently dropped from a live stream.)
 const (
 	linger     = time.Second
 	roundBytes = 4 << 20
