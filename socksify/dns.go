@@ -212,8 +212,11 @@ func answerRecords(q dnsQuery, t *fakeTable) ([][]byte, int) {
 		a := netip.IPv6Loopback().As16()
 		return [][]byte{a[:]}, dnsRcodeNoError
 	}
-	idx, ok := t.answerType(q.name, q.qtype)
+	idx, give, ok := t.answerType(q.name, q.qtype)
 	if !ok {
+		return nil, dnsRcodeServFail // the table is full of names in use (fakeReuseAfter)
+	}
+	if !give {
 		return nil, dnsRcodeNoError // the name's other fake address was just given (pairWindow)
 	}
 	if q.qtype == dnsTypeA {

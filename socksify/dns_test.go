@@ -111,6 +111,24 @@ func TestAnswerDNS(t *testing.T) {
 			t.Error("RD set in the answer to a query without it")
 		}
 	})
+	t.Run("table full of names in use", func(t *testing.T) {
+		small := newFakeTable(1)
+		if resp, _, ok := answerDNS(query(8, 0, "first.test", dnsTypeA, dnsClassIN), small); !ok || parseAnswer(t, resp).an != 1 {
+			t.Fatal("no address for the first name")
+		}
+		resp, _, ok := answerDNS(query(9, 0, "second.test", dnsTypeA, dnsClassIN), small)
+		if !ok {
+			t.Fatal("no response")
+		}
+		if a := parseAnswer(t, resp); a.rcode != dnsRcodeServFail || a.an != 0 {
+			t.Errorf("second name while the first is in use: %+v, want SERVFAIL", a)
+		}
+		later(small, fakeReuseAfter)
+		resp, _, _ = answerDNS(query(10, 0, "second.test", dnsTypeA, dnsClassIN), small)
+		if a := parseAnswer(t, resp); a.rcode != dnsRcodeNoError || a.an != 1 {
+			t.Errorf("second name once the first went unused: %+v", a)
+		}
+	})
 	t.Run("question echoed with its case", func(t *testing.T) {
 		q := query(7, 0, "MiXeD.test", dnsTypeA, dnsClassIN)
 		resp, _, _ := answerDNS(q, ft)

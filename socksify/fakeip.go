@@ -22,12 +22,16 @@ var (
 // address of 198.18.0.0/15 but the first and the last.
 const maxFakeIndex = 1<<17 - 2
 
-// A fakeTable maps names to fake-IP indexes and back. When it is full it
-// gives the least recently used name's index to the new name: the
-// mapping is kept much longer than the DNS TTL (programs such as Java
-// and browsers cache answers longer than they are told), and a program
-// that connects to an index whose name was evicted gets EHOSTUNREACH. It
-// is safe for concurrent use.
+// A fakeTable maps names to fake-IP indexes and back. The mapping is kept
+// much longer than the DNS TTL (programs such as Java and browsers cache
+// answers longer than they are told). When the table is full, the least
+// recently used name's index goes to the new name, but only once that
+// name has gone unused (neither looked up nor connected to) for
+// fakeReuseAfter; until then new names get no index (their lookups fail
+// with SERVFAIL), so that a program never reaches one name through an
+// address it was given for another while it may still hold it. A
+// connection to an index that no name holds gets EHOSTUNREACH. It is
+// safe for concurrent use.
 type fakeTable struct {
 	mu      sync.Mutex
 	max     uint32
@@ -46,7 +50,15 @@ type fakeEntry struct {
 	name      string
 	idx       uint32
 	preferred time.Time // when the preferred type was last asked for this name
+	used      time.Time // when it was last looked up or connected to
 }
+
+// fakeReuseAfter is how long a name must have gone unused before a full
+// table gives its index to another name: far beyond fakeTTL, and beyond
+// what programs that ignore TTLs usually keep (a minute for browsers,
+// half a minute for Java). A table of maxFakeIndex names then fills only
+// for a program that looks up over 200 new names a second for that long.
+const fakeReuseAfter = 10 * time.Minute
 
 // pairWindow is how long after a query of the preferred type (A, or
 // AAAA when the gateway is IPv6-only) a query of the other type for the
@@ -75,29 +87,31 @@ func canonicalName(name string) string {
 	return strings.ToLower(strings.TrimSuffix(name, "."))
 }
 
-// assign returns name's index, giving it one if it has none.
-func (t *fakeTable) assign(name string) uint32 {
-	idx, _ := t.assignFor(name, false)
-	return idx
+// assign returns name's index, giving it one if it has none; ok is false
+// when the table is full of names used within fakeReuseAfter.
+func (t *fakeTable) assign(name string) (idx uint32, ok bool) {
+	idx, _, ok = t.assignFor(name, false)
+	return idx, ok
 }
 
 // answerType returns the index to answer a query of qtype (A or AAAA)
-// for name with, and false if the query gets no address because the
-// preferred type was asked for name within pairWindow.
-func (t *fakeTable) answerType(name string, qtype uint16) (uint32, bool) {
+// for name with; give is false if the query gets no address because the
+// preferred type was asked for name within pairWindow, and ok is false
+// if name has no index (assign).
+func (t *fakeTable) answerType(name string, qtype uint16) (idx uint32, give, ok bool) {
 	preferred := (qtype == dnsTypeAAAA) == t.prefer6
-	idx, recent := t.assignFor(name, preferred)
-	return idx, preferred || !recent
+	idx, recent, ok := t.assignFor(name, preferred)
+	return idx, preferred || !recent, ok
 }
 
 // assignFor returns name's index, giving it one if it has none, and
 // whether the preferred type was asked for it within pairWindow; it
 // records that the preferred type is asked now if preferred.
-func (t *fakeTable) assignFor(name string, preferred bool) (idx uint32, recent bool) {
+func (t *fakeTable) assignFor(name string, preferred bool) (idx uint32, recent, ok bool) {
 	name = canonicalName(name)
-	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := t.now() // under the lock, so that used only grows
 	if e, ok := t.byName[name]; ok {
 		t.lru.MoveToFront(e)
 		ent := e.Value.(*fakeEntry)
@@ -105,7 +119,8 @@ func (t *fakeTable) assignFor(name string, preferred bool) (idx uint32, recent b
 		if preferred {
 			ent.preferred = now
 		}
-		return ent.idx, recent
+		ent.used = now
+		return ent.idx, recent, true
 	}
 	var ent *fakeEntry
 	if t.next < t.max {
@@ -114,18 +129,21 @@ func (t *fakeTable) assignFor(name string, preferred bool) (idx uint32, recent b
 	} else {
 		old := t.lru.Back()
 		ent = old.Value.(*fakeEntry)
+		if now.Sub(ent.used) < fakeReuseAfter {
+			return 0, false, false
+		}
 		t.lru.Remove(old)
 		delete(t.byName, ent.name)
 		delete(t.byIndex, ent.idx)
 	}
-	ent.name, ent.preferred = name, time.Time{}
+	ent.name, ent.preferred, ent.used = name, time.Time{}, now
 	if preferred {
 		ent.preferred = now
 	}
 	e := t.lru.PushFront(ent)
 	t.byName[name] = e
 	t.byIndex[ent.idx] = e
-	return ent.idx, false
+	return ent.idx, false, true
 }
 
 // name returns the name that owns the fake address ip, if any.
@@ -141,7 +159,9 @@ func (t *fakeTable) name(ip netip.Addr) (string, bool) {
 		return "", false
 	}
 	t.lru.MoveToFront(e)
-	return e.Value.(*fakeEntry).name, true
+	ent := e.Value.(*fakeEntry)
+	ent.used = t.now()
+	return ent.name, true
 }
 
 // isFake reports whether ip is in one of the fake ranges (whether or not

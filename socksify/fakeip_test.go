@@ -4,17 +4,29 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
+
+// mustAssign is ft.assign for a table that has room.
+func mustAssign(t *testing.T, ft *fakeTable, name string) uint32 {
+	t.Helper()
+	idx, ok := ft.assign(name)
+	if !ok {
+		t.Fatalf("assign(%q): table full", name)
+	}
+	return idx
+}
 
 func TestFakeTable(t *testing.T) {
 	ft := newFakeTable(0)
-	a := ft.assign("A.test")
-	b := ft.assign("b.test")
+	a := mustAssign(t, ft, "A.test")
+	b := mustAssign(t, ft, "b.test")
 	if a == b || a == 0 || b == 0 {
 		t.Fatalf("indexes %d, %d", a, b)
 	}
-	if again := ft.assign("a.test."); again != a {
+	if again := mustAssign(t, ft, "a.test."); again != a {
 		t.Errorf("a.test again: %d, want %d", again, a)
 	}
 	for _, ip := range []netip.Addr{fakeIP4(a), fakeIP6(a), netip.AddrFrom16(fakeIP4(a).As16())} {
@@ -31,32 +43,49 @@ func TestFakeTable(t *testing.T) {
 
 func TestFakeTableEviction(t *testing.T) {
 	ft := newFakeTable(3)
-	i1 := ft.assign("one.test")
-	i2 := ft.assign("two.test")
-	i3 := ft.assign("three.test")
+	clock := time.Unix(1e9, 0)
+	ft.now = func() time.Time { return clock }
+	i1 := mustAssign(t, ft, "one.test")
+	i2 := mustAssign(t, ft, "two.test")
+	i3 := mustAssign(t, ft, "three.test")
 	ft.name(fakeIP4(i1)) // one is now the most recently used; two the least
-	i4 := ft.assign("four.test")
-	if i4 != i2 {
-		t.Errorf("four.test got %d, want two.test's %d", i4, i2)
+
+	// Full, and two.test was given out a moment ago: a program may still
+	// hold its address, so four.test gets none (SERVFAIL), and two.test
+	// keeps its index.
+	clock = clock.Add(fakeReuseAfter - time.Second)
+	if idx, ok := ft.assign("four.test"); ok {
+		t.Fatalf("four.test got index %d from a table full of names in use", idx)
 	}
-	if _, ok := ft.name(fakeIP4(i2)); !ok {
-		t.Error("index of two.test has no name")
+	if name, ok := ft.name(fakeIP4(i2)); !ok || name != "two.test" {
+		t.Fatalf("index %d: %q, %v; want two.test", i2, name, ok)
 	}
-	if name, _ := ft.name(fakeIP4(i2)); name != "four.test" {
-		t.Errorf("index %d owned by %q, want four.test", i2, name)
+	// That lookup used two.test again: three.test is the least recently
+	// used now, and once it has been unused for fakeReuseAfter its index
+	// goes to four.test.
+	clock = clock.Add(2 * time.Second)
+	i4 := mustAssign(t, ft, "four.test")
+	if i4 != i3 {
+		t.Errorf("four.test got %d, want three.test's %d", i4, i3)
 	}
-	for name, idx := range map[string]uint32{"one.test": i1, "three.test": i3} {
+	if name, _ := ft.name(fakeIP4(i3)); name != "four.test" {
+		t.Errorf("index %d owned by %q, want four.test", i3, name)
+	}
+	for name, idx := range map[string]uint32{"one.test": i1, "two.test": i2} {
 		if got, ok := ft.name(fakeIP4(idx)); !ok || got != name {
 			t.Errorf("%s evicted (%q, %v)", name, got, ok)
 		}
 	}
-	// four.test is now the least recently used: two.test, back, takes
-	// its index.
-	if again := ft.assign("two.test"); again != i2 {
-		t.Errorf("two.test came back with index %d, want %d", again, i2)
+	// Much later, three.test comes back and takes the least recently
+	// used index (one.test's, unused since the start).
+	clock = clock.Add(fakeReuseAfter)
+	ft.name(fakeIP4(i4))
+	ft.name(fakeIP4(i2))
+	if again := mustAssign(t, ft, "three.test"); again != i1 {
+		t.Errorf("three.test came back with index %d, want %d", again, i1)
 	}
-	if _, ok := ft.byName["four.test"]; ok {
-		t.Error("four.test still in the table")
+	if _, ok := ft.byName["one.test"]; ok {
+		t.Error("one.test still in the table")
 	}
 }
 
@@ -102,6 +131,11 @@ func TestFakeIndex(t *testing.T) {
 
 func TestFakeTableConcurrent(t *testing.T) {
 	ft := newFakeTable(64)
+	// Every reading of the clock is an hour later, so that evicting is
+	// always allowed.
+	var hours atomic.Int64
+	base := time.Unix(1e9, 0)
+	ft.now = func() time.Time { return base.Add(time.Duration(hours.Add(1)) * time.Hour) }
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
@@ -109,7 +143,11 @@ func TestFakeTableConcurrent(t *testing.T) {
 			defer wg.Done()
 			for i := range 500 {
 				name := fmt.Sprintf("n%d.test", (g*7+i)%100)
-				idx := ft.assign(name)
+				idx, ok := ft.assign(name)
+				if !ok {
+					t.Errorf("assign(%q): table full", name)
+					return
+				}
 				ft.name(fakeIP6(idx))
 			}
 		}()
