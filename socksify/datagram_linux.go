@@ -450,6 +450,11 @@ func (sup *supervisor) emulateMmsg(c call, dup int, si sockInfo, vec []byte, des
 			firstErr = err
 			break
 		}
+		if !onLoop && !sup.valid(c) {
+			// Waited for the association: the thread may be gone, and
+			// its id reused, since the bytes were read.
+			return
+		}
 		var n int
 		switch d := dests[i]; {
 		case d == nil:

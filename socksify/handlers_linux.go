@@ -487,12 +487,20 @@ func (sup *supervisor) answerConnect(c call, dup int, si sockInfo, dst netip.Add
 func connectCtx(ctx context.Context, fd int, sa []byte, nonblock bool) error {
 	var aborted bool
 	var stop func() bool
+	ran := make(chan struct{})
 	if !nonblock {
-		stop = context.AfterFunc(ctx, func() { unix.Shutdown(fd, unix.SHUT_RDWR) })
+		stop = context.AfterFunc(ctx, func() {
+			unix.Shutdown(fd, unix.SHUT_RDWR)
+			close(ran)
+		})
 	}
 	err := rawConnect(fd, sa)
 	if stop != nil {
-		aborted = !stop()
+		if aborted = !stop(); aborted {
+			// The shutdown has started: let it finish before the caller
+			// closes fd, whose number another socket could then reuse.
+			<-ran
+		}
 	}
 	if aborted {
 		return ctx.Err()
