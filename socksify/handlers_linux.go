@@ -282,12 +282,13 @@ func (sup *supervisor) forgetPeer(si sockInfo) {
 }
 
 // disconnect handles connect(AF_UNSPEC), which the kernel runs as asked:
-// a UDP socket that was connected through the supervisor forgets its
-// peer.
+// a socket that was connected through the supervisor forgets its peer
+// (getpeername then fails with ENOTCONN, as the kernel's would), and a
+// UDP socket's association is dropped.
 func (sup *supervisor) disconnect(c call) {
 	dup, si, err := sup.sock(c)
 	if err == nil {
-		if si.udp() {
+		if si.inet() {
 			sup.forgetPeer(si)
 		}
 		unix.Close(dup)

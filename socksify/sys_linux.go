@@ -554,8 +554,8 @@ func (t *sockTable) update(ino uint64, fn func(*sockState)) {
 	fn(st)
 }
 
-// view runs fn on a copy of ino's state under the lock; ok is false when
-// there is none.
+// view runs fn on ino's state under the table's lock, without creating
+// it; ok is false when there is none.
 func (t *sockTable) view(ino uint64, fn func(*sockState)) (ok bool) {
 	st := t.get(ino, false)
 	if st == nil {

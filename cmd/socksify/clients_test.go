@@ -115,6 +115,8 @@ func TestPython(t *testing.T) {
 		}
 		expectContains(t, "python getpeername == the fake address", out,
 			"python getpeername: ('"+ga[1]+"', "+strconv.Itoa(l.httpPort)+")")
+		expectContains(t, "python getpeername after connect(AF_UNSPEC)", out,
+			"python getpeername after disconnect: ENOTCONN")
 		l.waitSession(l.target("example.test", l.httpPort))
 	})
 	t.Run("refused", func(t *testing.T) {

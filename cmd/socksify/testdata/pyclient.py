@@ -1,6 +1,7 @@
 """Python test fixture for the socksify end-to-end tests; it knows nothing of SOCKS.
 
-  pyclient.py http HOST PORT      getaddrinfo, connect, getpeername, then urllib GET
+  pyclient.py http HOST PORT      getaddrinfo, connect, getpeername, disconnect (connect with
+                                  AF_UNSPEC) and getpeername again, then urllib GET
   pyclient.py udp HOST PORT MSG   sendto/recvfrom on an unconnected UDP socket
   pyclient.py refused HOST PORT   connect to a closed port; print the exception
   pyclient.py errno FAMILY HOST PORT
@@ -17,6 +18,16 @@ def http(host, port):
     print("python getaddrinfo:", addr[0])
     s = socket.create_connection(addr, timeout=10)
     print("python getpeername:", s.getpeername())
+    import ctypes
+    import errno
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    unspec = bytes(16)  # sa_family 0: disconnect
+    libc.connect(s.fileno(), unspec, len(unspec))
+    try:
+        print("python getpeername after disconnect:", s.getpeername())
+    except OSError as e:
+        print("python getpeername after disconnect:", errno.errorcode.get(e.errno, e.errno))
     s.close()
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open("http://%s:%d/py" % (host, port), timeout=10) as r:
