@@ -84,8 +84,11 @@ const (
 	afInet     = 2
 	afInet6    = 10
 	afPacket   = 17
+	afRDS      = 21
 	sockRaw    = 3
+	sockPacket = 10  // SOCK_PACKET: AF_PACKET in an AF_INET socket's clothes
 	sockTypeMk = 0xf // SOCK_TYPE_MASK: the type without SOCK_NONBLOCK and SOCK_CLOEXEC
+	protoSCTP  = 132
 )
 
 // errno values the filter returns (asm-generic/errno-base.h, errno.h).
@@ -217,10 +220,13 @@ var notifiedSyscalls = []uint32{
 // buildFilter returns the supervisor's seccomp filter:
 //
 //   - x86_64 calls: USER_NOTIF for notifiedSyscalls, and for sendto and
-//     recvfrom with a non-NULL address (args[4]); socket() of AF_PACKET,
-//     or of SOCK_RAW in AF_INET or AF_INET6, fails with EPERM (raw
-//     sockets bypass the redirection; netlink, whose sockets are also
-//     SOCK_RAW, is left alone because glibc's getaddrinfo needs it);
+//     recvfrom with a non-NULL address (args[4]); socket() of AF_PACKET
+//     or AF_RDS, or of SOCK_RAW, SOCK_PACKET or IPPROTO_SCTP in AF_INET
+//     or AF_INET6, fails with EPERM (raw sockets bypass the redirection;
+//     RDS sends to IP addresses through sockets the supervisor does not
+//     redirect; SCTP connects with setsockopt(SCTP_SOCKOPT_CONNECTX),
+//     which is not trapped; netlink, whose sockets are also SOCK_RAW, is
+//     left alone because glibc's getaddrinfo needs it);
 //     io_uring_setup fails with ENOSYS (its I/O would not be seen);
 //     everything else is allowed.
 //   - x32 calls (nr with bit 30 set) kill the process: the supervisor
@@ -262,12 +268,16 @@ func buildFilter(opts filterOpts) ([]bpfInsn, error) {
 	a.label("socket")
 	a.ld(offArg(0, false))
 	a.jmp(bpfJEQ, afPacket, "eperm", "")
+	a.jmp(bpfJEQ, afRDS, "eperm", "")
 	a.jmp(bpfJEQ, afInet, "sockettype", "")
 	a.jmp(bpfJEQ, afInet6, "sockettype", "allow")
 	a.label("sockettype")
 	a.ld(offArg(1, false))
 	a.and(sockTypeMk)
-	a.jmp(bpfJEQ, sockRaw, "eperm", "allow")
+	a.jmp(bpfJEQ, sockRaw, "eperm", "")
+	a.jmp(bpfJEQ, sockPacket, "eperm", "")
+	a.ld(offArg(2, false))
+	a.jmp(bpfJEQ, protoSCTP, "eperm", "allow")
 
 	// i386 and others.
 	a.label("not64")

@@ -36,8 +36,9 @@
 // recvmmsg, getpeername, bind, listen, accept and accept4, getsockname
 // when Supervisor.Publish is set, and sendto and recvfrom when their
 // address argument is not NULL (so send and recv on connected sockets
-// never leave the kernel). socket() of
-// AF_PACKET, or SOCK_RAW in AF_INET or AF_INET6, fails with EPERM;
+// never leave the kernel). socket() of AF_PACKET or AF_RDS, or of
+// SOCK_RAW, SOCK_PACKET or IPPROTO_SCTP in AF_INET or AF_INET6, fails
+// with EPERM;
 // io_uring_setup fails with ENOSYS. Everything else runs unhindered.
 //
 // # What happens to each call

@@ -82,6 +82,10 @@ func filterChild() int {
 	check("socket(AF_PACKET, SOCK_RAW)", socket(unix.AF_PACKET, unix.SOCK_RAW, 0x300), unix.EPERM)
 	check("socket(AF_INET, SOCK_RAW|SOCK_CLOEXEC, ICMP)", socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP), unix.EPERM)
 	check("socket(AF_INET6, SOCK_RAW, ICMPV6)", socket(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_ICMPV6), unix.EPERM)
+	check("socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP)", socket(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_SCTP), unix.EPERM)
+	check("socket(AF_INET6, SOCK_SEQPACKET, IPPROTO_SCTP)", socket(unix.AF_INET6, unix.SOCK_SEQPACKET, unix.IPPROTO_SCTP), unix.EPERM)
+	check("socket(AF_INET, SOCK_PACKET)", socket(unix.AF_INET, unix.SOCK_PACKET, 0x300), unix.EPERM)
+	check("socket(AF_RDS, SOCK_SEQPACKET)", socket(unix.AF_RDS, unix.SOCK_SEQPACKET, 0), unix.EPERM)
 	check("socket(AF_NETLINK, SOCK_RAW)", socket(unix.AF_NETLINK, unix.SOCK_RAW, 0), 0)
 	check("socket(AF_INET, SOCK_STREAM)", socket(unix.AF_INET, unix.SOCK_STREAM, 0), 0)
 	var params [120]byte
