@@ -61,7 +61,7 @@ func (sup *supervisor) sendmsg(c call) {
 		sup.memFailed(c)
 		return
 	}
-	name, namelen := le64(hdr[offMsgName:]), uint64(le32(hdr[offMsgNamelen:]))
+	name, namelen := le64(hdr[offMsgName:]), msgNamelen(hdr)
 	if name == 0 || namelen == 0 {
 		sup.cont(c)
 		return
@@ -115,6 +115,13 @@ func gsoSize(tid int, ctrl, ctrlLen uint64) int {
 		b = b[next:]
 	}
 	return 0
+}
+
+// msgNamelen returns the msg_namelen of the msghdr at the start of m,
+// clamped to a sockaddr_storage as the kernel clamps it for sendmsg and
+// sendmmsg (sendto's address length is refused instead when too long).
+func msgNamelen(m []byte) uint64 {
+	return min(uint64(le32(m[offMsgNamelen:])), maxSockaddrLen)
 }
 
 // sendDest reads the destination of a send (sendto, sendmsg, a message
@@ -307,7 +314,7 @@ func (sup *supervisor) sendmmsg(c call) {
 	var first *mmsgDest
 	for i := range vlen {
 		m := vec[i*sizeofMmsghdr:]
-		name, namelen := le64(m[offMsgName:]), uint64(le32(m[offMsgNamelen:]))
+		name, namelen := le64(m[offMsgName:]), msgNamelen(m)
 		if name == 0 || namelen == 0 {
 			continue
 		}

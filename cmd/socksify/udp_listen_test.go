@@ -146,6 +146,8 @@ func TestUDP(t *testing.T) {
 			"recvfrom: echo:unspec from " + src,
 			"sendmmsg: 1\n",
 			"recvfrom: echo:mmsg-ok from " + src,
+			"sendmsg long name: 9\n",
+			"recvfrom: echo:long-name from " + src,
 		} {
 			expectContains(t, "udpclient unspec", out, want)
 		}

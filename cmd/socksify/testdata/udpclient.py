@@ -9,7 +9,8 @@
   udpclient.py fail HOST PORT        sendto (expect an error), then a connected socket's send and recv
   udpclient.py unspec HOST PORT      sendto with an AF_UNSPEC address (which an IPv4 UDP socket takes
                                      as AF_INET), then a sendmmsg of a message to HOST and one whose
-                                     name is too short for any family (through libc, by ctypes)
+                                     name is too short for any family, then a sendmsg whose
+                                     msg_namelen is 200 (through libc, by ctypes)
 The echo server answers "echo:" + the datagram.
 """
 import socket
@@ -142,6 +143,15 @@ def unspec(host, port):
     vec[1].hdr = msghdr(b"\x02", 1, ctypes.pointer(iovs[1]), 1, None, 0, 0)
     n = libc.sendmmsg(s.fileno(), vec, 2, 0)
     print("sendmmsg:", n if n >= 0 else os.strerror(ctypes.get_errno()))
+    data, src = s.recvfrom(2048)
+    print("recvfrom:", data.decode(), "from", src[0], src[1])
+
+    # sendmsg with a msg_namelen past sockaddr_storage: the kernel clamps it.
+    long_name = inet + bytes(200 - len(inet))
+    iov = iovec(b"long-name", 9)
+    hdr = msghdr(long_name, len(long_name), ctypes.pointer(iov), 1, None, 0, 0)
+    n = libc.sendmsg(s.fileno(), ctypes.byref(hdr), 0)
+    print("sendmsg long name:", n if n >= 0 else os.strerror(ctypes.get_errno()))
     data, src = s.recvfrom(2048)
     print("recvfrom:", data.decode(), "from", src[0], src[1])
     s.close()
