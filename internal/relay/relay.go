@@ -325,6 +325,14 @@ func (d *direction) run() {
 				if d.park() {
 					return
 				}
+				// It could not park (the poller refused the fd: out of
+				// epoll watches or memory) and waits here instead; the
+				// idle timer leaves a running direction to its own
+				// deadlines, so it enforces the timeout itself.
+				if s.idle > 0 && time.Since(time.Unix(0, s.last.Load())) >= s.idle {
+					d.s.end(d, os.ErrDeadlineExceeded)
+					return
+				}
 				rset = time.Time{}
 				continue
 			default:
