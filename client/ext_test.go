@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -668,5 +669,107 @@ func TestFakeSessionPrefetch(t *testing.T) {
 	}
 	if err := s.Prefetch("late.test"); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("prefetch after Close: %v, want net.ErrClosed", err)
+	}
+}
+
+// A call whose deadline has passed sends nothing and fails alone: the
+// session, and the calls after it, go on. (Its write used to fail on the
+// past deadline and end the session for every caller.)
+func TestFakeSessionPastDeadline(t *testing.T) {
+	socks6test.CheckGoroutines(t, 4)
+	gw := sessionGateway(t, func(c net.Conn) {
+		req, ok := readRequest(t, c)
+		if !ok {
+			return
+		}
+		if req.Addr.FQDN != "after.test" {
+			t.Errorf("first request for %q, want after.test (nothing sent for the late call)", req.Addr.FQDN)
+		}
+		writeRaw(t, c, frame(t, resolveReply(req.ID, ip4)))
+		expectClose(t, c, proto.ReplySucceeded)
+	})
+	s := openSession(t, gw, 0)
+	late, cancel := context.WithDeadline(testCtx(t), time.Now().Add(-time.Second))
+	defer cancel()
+	if _, err := s.Resolve(late, "late.test"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("resolve with a past deadline: %v, want context.DeadlineExceeded", err)
+	}
+	if _, err := s.Ping(late); err == nil {
+		t.Fatal("ping with a past deadline succeeded")
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("the session ended: %v", err)
+	}
+	ans, err := s.Resolve(testCtx(t), "after.test")
+	if err != nil || len(ans) != 1 {
+		t.Fatalf("resolve after the late calls = %v, %v", ans, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+}
+
+// Close does not wait behind a write stuck on a gateway that stopped
+// reading, even with no write timeout (Timeout < 0).
+func TestFakeSessionCloseWithStuckWrite(t *testing.T) {
+	socks6test.CheckGoroutines(t, 4)
+	release := make(chan struct{})
+	gw := sessionGateway(t, func(c net.Conn) {
+		c.(*net.TCPConn).SetReadBuffer(4096)
+		<-release // never reads: the client's send buffer fills
+	})
+	defer close(release)
+	d := &client.Dialer{ProxyAddress: gw, Timeout: -1,
+		ProxyDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err == nil {
+				c.(*net.TCPConn).SetWriteBuffer(4096)
+			}
+			return c, err
+		}}
+	s, err := d.OpenSession(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Requests from many callers, each waiting for its answer, until the
+	// buffers are full and one is stuck in its write.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	long := strings.Repeat("a", 200) + ".test"
+	for range 2000 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.Resolve(ctx, long)
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close blocked behind a stuck write")
+	}
+	cancel()
+	wg.Wait()
+}
+
+// Dialer.Resolve is bounded by Dialer.Timeout when ctx has no deadline,
+// request included, as CONNECT is.
+func TestFakeDialerResolveTimeout(t *testing.T) {
+	socks6test.CheckGoroutines(t, 4)
+	gw := sessionGateway(t, func(c net.Conn) {
+		readRequest(t, c)      // and never answer
+		io.Copy(io.Discard, c) // until the client gives up
+	})
+	d := &client.Dialer{ProxyAddress: gw, Timeout: 200 * time.Millisecond}
+	start := time.Now()
+	if _, err := d.Resolve(context.Background(), "silent.test"); err == nil {
+		t.Fatal("resolve against a silent gateway succeeded")
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("resolve took %v with Timeout 200ms", el)
 	}
 }

@@ -89,6 +89,10 @@ func (d *Dialer) Listen(ctx context.Context, network, address string) (*Listener
 
 // ListenConfig is Listen with options.
 func (d *Dialer) ListenConfig(ctx context.Context, network, address string, lc ListenConfig) (*Listener, error) {
+	// Timeout bounds opening the session and the LISTEN when ctx has no
+	// deadline; the listener itself lives on.
+	ctx, cancel := d.handshakeContext(ctx)
+	defer cancel()
 	s, err := d.OpenSession(ctx)
 	if err != nil {
 		return nil, relabel(err, "listen", network, address)

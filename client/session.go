@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -145,6 +146,10 @@ func (d *Dialer) Resolve(ctx context.Context, host string) ([]proto.ResolveAnswe
 	if a, ok := literalAnswer(host); ok {
 		return a, nil
 	}
+	// Timeout bounds the request too when ctx has no deadline (a
+	// gateway that never answers must not hang the call).
+	ctx, cancel := d.handshakeContext(ctx)
+	defer cancel()
 	s, err := d.OpenSession(ctx)
 	if err != nil {
 		return nil, err
@@ -356,7 +361,7 @@ func (s *Session) Close() error {
 	s.mu.Unlock()
 	var err error
 	if first && !ended {
-		err = s.writeClose(proto.ReplySucceeded)
+		_, err = s.writeClose(proto.ReplySucceeded)
 	}
 	if cerr := s.c.Close(); err == nil && first && !ended && !errors.Is(cerr, net.ErrClosed) {
 		err = cerr
@@ -423,6 +428,9 @@ func (s *Session) roundTrip(ctx context.Context, req proto.ExtRequest, ln *Liste
 // write sends m as one frame. A write that fails may have sent part of
 // the frame, so it ends the session.
 func (s *Session) write(ctx context.Context, m proto.Message) error {
+	if err := ctx.Err(); err != nil {
+		return err // nothing is sent for a call that has ended already
+	}
 	b, err := encodeFrame(m, s.limit)
 	if err != nil {
 		return err
@@ -461,15 +469,28 @@ func (s *Session) writeDeadline() time.Time {
 func (s *Session) writeFrame(b []byte, deadline time.Time, last bool) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	return s.writeFrameLocked(b, deadline, last)
+}
+
+// writeFrameLocked is writeFrame for a caller that holds s.wmu.
+func (s *Session) writeFrameLocked(b []byte, deadline time.Time, last bool) error {
 	if s.writeErr != nil {
 		return s.writeErr
 	}
 	if s.closeSent {
 		return errSessionClosed
 	}
-	s.closeSent = last
 	s.c.SetWriteDeadline(deadline)
-	if _, err := s.c.Write(b); err != nil {
+	n, err := s.c.Write(b)
+	if err != nil && n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		// Nothing went out (the deadline had passed, or the send buffer
+		// stayed full until it did): the stream is intact, and only this
+		// call fails.
+		return fmt.Errorf("socks: writing to the gateway: %w", err)
+	}
+	s.closeSent = last
+	if err != nil {
+		// Part of a frame may have gone out: the framing is lost.
 		s.writeErr = fmt.Errorf("socks: writing to the gateway: %w", err)
 		s.c.Close() // the reader ends the session
 		return s.writeErr
@@ -477,13 +498,21 @@ func (s *Session) writeFrame(b []byte, deadline time.Time, last bool) error {
 	return nil
 }
 
-// writeClose sends CLOSE with reason; no frame may follow it.
-func (s *Session) writeClose(reason proto.ReplyCode) error {
+// writeClose sends CLOSE with reason; no frame may follow it. It does not
+// wait for another write: if one holds the stream (the gateway stopped
+// reading and the send buffer is full), CLOSE could not go out before it
+// anyway, and it reports false so that the caller just closes the
+// connection, which ends the blocked write too.
+func (s *Session) writeClose(reason proto.ReplyCode) (sent bool, err error) {
 	b, err := encodeFrame(proto.Close{Reason: reason}, s.limit)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return s.writeFrame(b, time.Now().Add(closeTimeout), true)
+	if !s.wmu.TryLock() {
+		return false, nil
+	}
+	defer s.wmu.Unlock()
+	return true, s.writeFrameLocked(b, time.Now().Add(closeTimeout), true)
 }
 
 // readLoop reads and dispatches frames until the connection fails, then
