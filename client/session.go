@@ -498,21 +498,25 @@ func (s *Session) writeFrameLocked(b []byte, deadline time.Time, last bool) erro
 	return nil
 }
 
-// writeClose sends CLOSE with reason; no frame may follow it. It does not
-// wait for another write: if one holds the stream (the gateway stopped
-// reading and the send buffer is full), CLOSE could not go out before it
-// anyway, and it reports false so that the caller just closes the
-// connection, which ends the blocked write too.
+// writeClose sends CLOSE with reason; no frame may follow it. It waits
+// at most closeTimeout for a write in progress, and gives up (sent false)
+// if that write still holds the stream then: the gateway has stopped
+// reading, CLOSE could not go out anyway, and the caller's close of the
+// connection ends the stuck write too.
 func (s *Session) writeClose(reason proto.ReplyCode) (sent bool, err error) {
 	b, err := encodeFrame(proto.Close{Reason: reason}, s.limit)
 	if err != nil {
 		return false, err
 	}
-	if !s.wmu.TryLock() {
-		return false, nil
+	deadline := time.Now().Add(closeTimeout)
+	for !s.wmu.TryLock() {
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		time.Sleep(time.Millisecond)
 	}
 	defer s.wmu.Unlock()
-	return true, s.writeFrameLocked(b, time.Now().Add(closeTimeout), true)
+	return true, s.writeFrameLocked(b, deadline, true)
 }
 
 // readLoop reads and dispatches frames until the connection fails, then
