@@ -76,7 +76,7 @@ func (ss *session) bind(ctx context.Context) error {
 			c.Close()
 			continue
 		}
-		if !ss.bindPeerAllowed(ctx, p) {
+		if !ss.bindPeerAllowed(p) {
 			c.Close()
 			continue
 		}
@@ -96,14 +96,27 @@ func (ss *session) bind(ctx context.Context) error {
 	return ss.startRelay(peer, nil)
 }
 
-// bindPeerAllowed applies the policy's per-address check to a caller when
-// the client named the expected peer by domain name: Allow could not judge
-// network rules before an address was known (see Rules.Allow), so, as for
-// CONNECT, the address decides.
-func (ss *session) bindPeerAllowed(ctx context.Context, peer netip.Addr) bool {
+// bindPeerAllowed applies the policy to a caller when the request could
+// not be judged for it before it came. When the client named the expected
+// peer by domain name, Allow could not judge network rules before an
+// address was known (see Rules.Allow), so, as for CONNECT, AllowIP with
+// the address decides. When it accepted any peer (an unspecified
+// address), the request is judged again as if it had named this caller.
+// An expected peer given as an address was judged by Allow, and only it
+// is accepted. The check gets a deadline of its own: the peer may come
+// after the handshake's has passed (BindTimeout).
+func (ss *session) bindPeerAllowed(peer netip.Addr) bool {
 	p := ss.st.Policy
-	if p == nil || ss.req.Target.FQDN == "" {
+	t := ss.req.Target
+	if p == nil || t.FQDN == "" && t.IP.IsValid() && !t.IP.Unmap().IsUnspecified() {
 		return true
+	}
+	ctx, cancel := context.WithTimeout(ss.s.baseCtx, ss.s.handshakeTimeout())
+	defer cancel()
+	if t.FQDN == "" {
+		q := ss.req
+		q.Target = proto.Addr{IP: peer, Port: t.Port}
+		return p.Allow(ctx, &q) == nil
 	}
 	return p.AllowIP(ctx, &ss.req, peer) == nil
 }

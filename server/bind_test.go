@@ -171,3 +171,35 @@ func e2eWaitRefused(t testing.TB, addr string) {
 		t.Fatalf("%s still listening (last dial: %v)", addr, last)
 	}
 }
+
+// A BIND for any peer (0.0.0.0) leaves the policy to the caller's
+// address: a network rule that denies BIND from 127.0.0.0/8 keeps such a
+// caller out (it is closed, and the BIND goes on waiting), as it does
+// for a BIND that names its peer.
+func TestBindAnyPeerPolicy(t *testing.T) {
+	e2eCheckLeaks(t)
+	s := &server.Server{BindTimeout: 500 * time.Millisecond, Settings: server.Settings{
+		Guard: server.Guard{AllowLoopback: true},
+		Policy: &server.Rules{Default: server.Allow, Rules: []server.Rule{
+			{Action: server.Deny, Commands: []proto.Command{proto.CommandBind}, Nets: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+		}},
+	}}
+	gw := startGateway(t, s)
+	ctl, bound := e2eBind(t, gw, "0.0.0.0:0")
+	peer, err := net.DialTimeout("tcp", bound.String(), e2eWait)
+	if err != nil {
+		t.Fatalf("dial bound address %v: %v", bound, err)
+	}
+	defer peer.Close()
+	peer.SetReadDeadline(time.Now().Add(e2eWait))
+	if n, err := peer.Read(make([]byte, 1)); err == nil {
+		t.Errorf("denied caller read %d bytes; want its connection closed", n)
+	}
+	rep, err := proto.ReadReply(ctl)
+	if err != nil {
+		t.Fatalf("second BIND reply: %v", err)
+	}
+	if rep.Code == proto.ReplySucceeded {
+		t.Fatalf("second BIND reply succeeded for a denied caller (%v)", rep.Addr)
+	}
+}

@@ -445,6 +445,24 @@ func (ss *session) lookupFor(ctx context.Context, r *Request, fam proto.Family) 
 	if err != nil {
 		return nil, err
 	}
+	// The policy's network rules apply to the answers as they would to
+	// a CONNECT to the name: addresses it refuses are left out, so that
+	// RESOLVE does not map networks the client may not reach.
+	if p := ss.st.Policy; p != nil && len(ans) > 0 {
+		kept := ans[:0:0]
+		var denied error
+		for _, a := range ans {
+			if err := p.AllowIP(ctx, r, a.Addr); err != nil {
+				denied = err
+				continue
+			}
+			kept = append(kept, a)
+		}
+		if len(kept) == 0 {
+			return nil, denied
+		}
+		ans = kept
+	}
 	if len(ans) > maxAnswers {
 		ans = ans[:maxAnswers] // interleaved: both families stay
 	}

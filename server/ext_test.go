@@ -499,6 +499,30 @@ func TestExtResolvePolicy(t *testing.T) {
 	}
 }
 
+// Network rules apply to RESOLVE's answers as to a CONNECT: addresses the
+// policy refuses are left out, and a name with only such addresses is
+// refused, so that RESOLVE cannot map a network the client may not reach.
+func TestExtResolvePolicyNets(t *testing.T) {
+	stub := &extStub{names: map[string][]netip.Addr{
+		"mixed.test":    {netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("192.0.2.1")},
+		"internal.test": {netip.MustParseAddr("10.0.0.2")},
+	}}
+	_, gw := extGateway(t, server.Settings{Policy: &server.Rules{Default: server.Allow, Rules: []server.Rule{
+		{Action: server.Deny, Nets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+	}}}, stub)
+	c, _ := extHello(t, gw, "", "")
+	defer c.Close()
+	extSend(t, c, proto.ExtRequest{ID: 1, Command: proto.CommandResolve, Addr: proto.Addr{FQDN: "mixed.test"}})
+	r := extReply(t, c, proto.CommandResolve)
+	if r.Code != proto.ReplySucceeded || len(r.Answers) != 1 || r.Answers[0].Addr != netip.MustParseAddr("192.0.2.1") {
+		t.Errorf("RESOLVE mixed.test: %v %v, want only 192.0.2.1", r.Code, r.Answers)
+	}
+	extSend(t, c, proto.ExtRequest{ID: 2, Command: proto.CommandResolve, Addr: proto.Addr{FQDN: "internal.test"}})
+	if r := extReply(t, c, proto.CommandResolve); r.Code != proto.ReplyNotAllowed {
+		t.Errorf("RESOLVE internal.test: %v %v, want not allowed", r.Code, r.Answers)
+	}
+}
+
 // TestTorResolve: Tor's RESOLVE (0xF0) from a plain client gets the first
 // address in BND.ADDR.
 func TestTorResolve(t *testing.T) {

@@ -228,6 +228,14 @@ func (ss *session) openListener(req proto.ExtRequest, listeners *[]*gwListener) 
 	if a.FQDN != "" {
 		return nil, replyErr(proto.ReplyAddressTypeNotSupported, errors.New("LISTEN needs an address, not a name"))
 	}
+	// The guard: no listener on the gateway's loopback or link-local
+	// addresses unless allowed (the draft's MUST): there, it would offer
+	// the client the connections that processes on the gateway make to
+	// localhost. All interfaces (the unspecified address) and the
+	// gateway's own addresses are what LISTEN is for.
+	if ip, g := a.IP.Unmap(), ss.st.Guard; ip.IsLoopback() && !g.AllowLoopback || ip.IsLinkLocalUnicast() && !g.AllowLinkLocal {
+		return nil, errInternalTarget
+	}
 	if p := ss.st.Policy; p != nil {
 		r := Request{User: ss.user, Client: ss.client, Command: proto.CommandListen, Target: a}
 		ctx, cancel := context.WithTimeout(s.baseCtx, s.handshakeTimeout())

@@ -316,6 +316,35 @@ func TestListenPolicyAndPlain(t *testing.T) {
 	}
 }
 
+// The guard applies to LISTEN: by default no listener on the gateway's
+// loopback (an IPv4-mapped form included) or link-local addresses; with
+// AllowLoopback, loopback is fine. All interfaces stay allowed.
+func TestListenGuard(t *testing.T) {
+	e2eCheckLeaks(t)
+	s := &server.Server{HandshakeTimeout: e2eWait} // the default guard
+	gw := startGateway(t, s)
+	ctl, _ := extHello(t, gw, "", "")
+	defer ctl.Close()
+	id := uint64(0)
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0", "[::ffff:127.0.0.1]:0", "127.0.0.2:0", "[fe80::1]:0", "169.254.1.1:0"} {
+		id++
+		if r := listenReq(t, ctl, id, addr, false); r.Code != proto.ReplyNotAllowed {
+			t.Errorf("LISTEN %s under the default guard: %v, want not allowed", addr, r.Code)
+		}
+	}
+	id++
+	if r := listenReq(t, ctl, id, "0.0.0.0:0", false); r.Code != proto.ReplySucceeded {
+		t.Errorf("LISTEN on all interfaces: %v, want succeeded", r.Code)
+	}
+
+	s2 := &server.Server{HandshakeTimeout: e2eWait, Settings: server.Settings{Guard: server.Guard{AllowLoopback: true}}}
+	ctl2, _ := extHello(t, startGateway(t, s2), "", "")
+	defer ctl2.Close()
+	if r := listenReq(t, ctl2, 1, "127.0.0.1:0", false); r.Code != proto.ReplySucceeded {
+		t.Errorf("LISTEN on loopback with AllowLoopback: %v", r.Code)
+	}
+}
+
 // TestListenManyCallers: 100 concurrent callers, every one offered and
 // taken, each stream intact both ways.
 func TestListenManyCallers(t *testing.T) {
