@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -194,14 +195,35 @@ func connectPlain(c net.Conn, target proto.Addr, address string) (*Conn, error) 
 	if err := proto.Write(c, proto.Request{Command: proto.CommandConnect, Addr: target}); err != nil {
 		return nil, fmt.Errorf("socks: writing request: %w", err)
 	}
-	rep, err := proto.ReadReply(c)
+	hr := &headReader{r: c}
+	rep, err := proto.ReadReply(hr)
 	if err != nil {
+		// A refusal is a refusal even when the BND.ADDR after it does
+		// not parse or never comes (some gateways cut corners there):
+		// the caller gets its code.
+		if hr.n == len(hr.head) && hr.head[0] == proto.Version5 && proto.ReplyCode(hr.head[1]) != proto.ReplySucceeded {
+			return nil, &ReplyError{Command: proto.CommandConnect, Target: address, Code: proto.ReplyCode(hr.head[1])}
+		}
 		return nil, err
 	}
 	if rep.Code != proto.ReplySucceeded {
 		return nil, &ReplyError{Command: proto.CommandConnect, Target: address, Code: rep.Code}
 	}
 	return &Conn{Conn: c, bound: rep.Addr}, nil
+}
+
+// headReader remembers the first two bytes read through it (VER and REP
+// of a reply).
+type headReader struct {
+	r    io.Reader
+	head [2]byte
+	n    int
+}
+
+func (h *headReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.n += copy(h.head[h.n:], p[:n])
+	return n, err
 }
 
 // connectExt sends CONNECT in a REQUEST frame and reads frames until its

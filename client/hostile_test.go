@@ -185,6 +185,32 @@ func TestHostileConnect(t *testing.T) {
 			},
 		},
 		{
+			// A refusal whose BND does not parse (ATYP 0, then the
+			// connection closed) still reports its code.
+			name: "plain_refused_bad_bnd",
+			gw: func(t testing.TB, c net.Conn) {
+				if toPlainRequest(t, c) {
+					writeRaw(t, c, []byte{proto.Version5, 0x05, 0, 0})
+				}
+			},
+			check: func(err error) bool {
+				var re *client.ReplyError
+				return errors.As(err, &re) && re.Code == proto.ReplyConnectionRefused
+			},
+		},
+		{
+			name: "plain_refused_cut_short",
+			gw: func(t testing.TB, c net.Conn) {
+				if toPlainRequest(t, c) {
+					writeRaw(t, c, []byte{proto.Version5, 0x02})
+				}
+			},
+			check: func(err error) bool {
+				var re *client.ReplyError
+				return errors.As(err, &re) && re.Code == proto.ReplyNotAllowed
+			},
+		},
+		{
 			name: "hello_ack_truncated",
 			gw: func(t testing.TB, c net.Conn) {
 				if toExt(t, c) {
