@@ -359,6 +359,11 @@ func (d *Dialer) negotiate(c net.Conn, plainOK bool) (negotiation, error) {
 		}
 		return negotiation{ext: true, ack: ack}, nil
 	}
+	if m == proto.MethodNoAcceptable {
+		// Every method offered was refused, the extensions too: an
+		// authentication failure whatever was required, not a downgrade.
+		return negotiation{}, fmt.Errorf("%w: gateway accepts none of the offered methods", ErrAuth)
+	}
 	if d.Extensions == ExtRequire {
 		return negotiation{}, fmt.Errorf("%w: it selected %v", ErrDowngrade, m)
 	}
@@ -366,8 +371,6 @@ func (d *Dialer) negotiate(c net.Conn, plainOK bool) (negotiation, error) {
 		return negotiation{}, fmt.Errorf("%w: gateway selected %v", ErrNoExtensions, m)
 	}
 	switch m {
-	case proto.MethodNoAcceptable:
-		return negotiation{}, fmt.Errorf("%w: gateway accepts none of the offered methods", ErrAuth)
 	case proto.MethodUserPass:
 		up := proto.UserPassRequest{Username: d.Username, Password: d.Password}
 		if err := proto.Write(c, up); err != nil {

@@ -17,7 +17,8 @@ import (
 var (
 	// ErrDowngrade reports that a Dialer whose Extensions is ExtRequire
 	// got a method selection other than 0xC6 (draft-socks6-extensions-00,
-	// "Downgrade Protection": the no-fallback rule). The connection was
+	// "Downgrade Protection": the no-fallback rule), or other than 0xFF,
+	// which refuses every method and is ErrAuth. The connection was
 	// closed without sending anything more.
 	ErrDowngrade = errors.New("socks: gateway did not select the extensions (downgrade refused)")
 	// ErrNoExtensions reports that a feature needs the extensions and the

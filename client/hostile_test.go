@@ -135,6 +135,18 @@ func TestHostileConnect(t *testing.T) {
 			check: func(err error) bool { return errors.Is(err, client.ErrDowngrade) },
 		},
 		{
+			// 0xFF refuses every method offered, the extensions too:
+			// an authentication failure, not a downgrade.
+			name:   "require_but_none_acceptable",
+			dialer: client.Dialer{Extensions: client.ExtRequire},
+			gw: func(t testing.TB, c net.Conn) {
+				proto.ReadGreeting(c)
+				writeRaw(t, c, []byte{proto.Version5, byte(proto.MethodNoAcceptable)})
+				expectNothing(t, c)
+			},
+			check: func(err error) bool { return errors.Is(err, client.ErrAuth) && !errors.Is(err, client.ErrDowngrade) },
+		},
+		{
 			name:   "userpass_truncated",
 			dialer: client.Dialer{Username: "u", Password: "p"},
 			gw: func(t testing.TB, c net.Conn) {
