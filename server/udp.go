@@ -28,6 +28,7 @@ const (
 // association is no open reflector.
 type udpAssoc struct {
 	ss     *session
+	ctx    context.Context // ends with the association: bounds its lookups
 	relay  *net.UDPConn
 	out    *net.UDPConn
 	client atomic.Pointer[netip.AddrPort] // learned from the first datagram if not given
@@ -56,7 +57,9 @@ func (ss *session) udpAssociate(ctx context.Context) error {
 		return err
 	}
 	defer oc.Close()
-	a := &udpAssoc{ss: ss, relay: rc, out: oc, clientIP: ss.client.Addr().Unmap(),
+	actx, cancel := context.WithCancel(ss.s.baseCtx)
+	defer cancel()
+	a := &udpAssoc{ss: ss, ctx: actx, relay: rc, out: oc, clientIP: ss.client.Addr().Unmap(),
 		peers: make(map[netip.AddrPort]struct{})}
 	a.last.Store(time.Now().UnixNano())
 	if t := ss.req.Target; t.FQDN == "" && t.Port != 0 {
@@ -82,6 +85,7 @@ func (ss *session) udpAssociate(ctx context.Context) error {
 	go a.clientToTargets(&wg)
 	go a.targetsToClient(&wg)
 	err = a.waitControl()
+	cancel() // a lookup in flight (admit) ends now, not at its timeout
 	rc.Close()
 	oc.Close()
 	wg.Wait()
@@ -162,7 +166,7 @@ func (a *udpAssoc) clientToTargets(wg *sync.WaitGroup) {
 // admit resolves a datagram's destination and checks it against guard and
 // policy.
 func (a *udpAssoc) admit(t proto.Addr) (netip.AddrPort, bool) {
-	ctx, cancel := context.WithTimeout(a.ss.s.baseCtx, a.ss.s.dialTimeout())
+	ctx, cancel := context.WithTimeout(a.ctx, a.ss.s.dialTimeout())
 	defer cancel()
 	r := a.ss.req
 	r.Target = t

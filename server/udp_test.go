@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"github.com/socks6/socks6/internal/socks6test"
 	"github.com/socks6/socks6/proto"
 	"github.com/socks6/socks6/server"
+	"github.com/socks6/socks6/server/resolver"
 )
 
 // e2eUDPClient is a client's UDP socket talking to an association's
@@ -313,5 +315,45 @@ func TestUDPAssociateGuard(t *testing.T) {
 			u.send(tt.dst, 0, "should not pass")
 			u.expectNothing()
 		})
+	}
+}
+
+// blockingResolver answers nothing: each Lookup waits for its context and
+// reports when it ended.
+type blockingResolver struct{ ended chan time.Time }
+
+func (r blockingResolver) Lookup(ctx context.Context, network, host string) ([]resolver.Answer, error) {
+	<-ctx.Done()
+	select {
+	case r.ended <- time.Now():
+	default:
+	}
+	return nil, ctx.Err()
+}
+
+// The association's name lookups end with it: closing the control
+// connection while a datagram's name is being resolved ends the lookup
+// at once, not when the dial timeout (here 5 s) runs out; the session,
+// its slot and its sockets go with it.
+func TestUDPAssociateLookupEndsWithAssociation(t *testing.T) {
+	e2eCheckLeaks(t)
+	res := blockingResolver{ended: make(chan time.Time, 4)}
+	s := &server.Server{DialTimeout: 5 * time.Second, Resolver: res,
+		Settings: server.Settings{Guard: server.Guard{AllowLoopback: true}}}
+	gw := startGateway(t, s)
+	pc := e2eListenUDP(t, "127.0.0.1")
+	ctl, relay := e2eUDPAssociate(t, gw, pc.LocalAddr().String())
+	u := &e2eUDPClient{t: t, pc: pc, relay: relay}
+	u.send(proto.Addr{FQDN: "slow.test", Port: 9}, 0, "waits for its name")
+	time.Sleep(100 * time.Millisecond) // the relay is in the lookup
+	closed := time.Now()
+	ctl.Close()
+	select {
+	case end := <-res.ended:
+		if d := end.Sub(closed); d > 2*time.Second {
+			t.Errorf("the lookup ended %v after the control connection closed", d)
+		}
+	case <-time.After(e2eWait):
+		t.Fatal("the lookup never ended")
 	}
 }
