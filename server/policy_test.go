@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/socks6/socks6/internal/socks6test"
 	"github.com/socks6/socks6/proto"
@@ -392,5 +393,41 @@ func TestPolicyDenials(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An address in a NAT64 prefix reaches the IPv4 address it embeds, so
+// the guard and the policy judge that one too: 64:ff9b::127.0.0.1 is
+// loopback to the guard, and a rule denying 10.0.0.0/8 denies
+// 64:ff9b::10.0.0.1 and an address in the configured prefix.
+func TestGuardNAT64Embedded(t *testing.T) {
+	e2eCheckLeaks(t)
+	// No address here is reachable, and none may be tried: the dial
+	// only records the attempt (a regression must not send packets).
+	var dialed atomic.Int32
+	s := &server.Server{HandshakeTimeout: e2eWait, DialTimeout: 2 * time.Second,
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dialed.Add(1)
+			t.Errorf("dialed %s", addr)
+			return nil, syscall.ENETUNREACH
+		},
+		NAT64Prefix: netip.MustParsePrefix("2001:db8:64::/96"),
+		Settings: server.Settings{Policy: &server.Rules{Default: server.Allow, Rules: []server.Rule{
+			{Action: server.Deny, Nets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+		}}}}
+	gw := startGateway(t, s)
+	for _, target := range []string{
+		"[64:ff9b::7f00:1]:80",      // 127.0.0.1: the guard
+		"[64:ff9b::a9fe:a9fe]:80",   // 169.254.169.254: the guard
+		"[64:ff9b::a00:1]:80",       // 10.0.0.1: the policy
+		"[2001:db8:64::a00:1]:80",   // 10.0.0.1 in the configured prefix
+		"[2001:db8:64::7f00:1]:443", // 127.0.0.1 in the configured prefix
+	} {
+		if _, rep := e2eOpen(t, gw, "", "", proto.CommandConnect, target); rep.Code != proto.ReplyNotAllowed {
+			t.Errorf("CONNECT %s: %v, want not allowed", target, rep.Code)
+		}
+	}
+	if n := dialed.Load(); n != 0 {
+		t.Errorf("%d dials, want none", n)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/socks6/socks6/internal/relay"
 	"github.com/socks6/socks6/proto"
+	"github.com/socks6/socks6/server/resolver"
 )
 
 // hsBufSize holds the largest pipelined handshake: a greeting (257), a
@@ -464,8 +465,51 @@ func (ss *session) allowIPFor(ctx context.Context, r *Request, ip netip.Addr) er
 	if err := g.check(ip); err != nil {
 		return err
 	}
-	if p := ss.st.Policy; p != nil {
-		return p.AllowIP(ctx, r, ip)
+	p := ss.st.Policy
+	if p != nil {
+		if err := p.AllowIP(ctx, r, ip); err != nil {
+			return err
+		}
 	}
-	return nil
+	// An address in a NAT64 prefix reaches, through the translator, the
+	// IPv4 address it embeds: the guard and the policy judge that one
+	// too, or 64:ff9b::a.b.c.d would reach what a.b.c.d may not.
+	v4, ok := ss.s.nat64Embedded(ctx, ip)
+	if !ok {
+		return nil
+	}
+	if err := g.check(v4); err != nil {
+		return err
+	}
+	if p == nil {
+		return nil
+	}
+	if r.Target.FQDN == "" {
+		// An IP target: judge the request as if it had named v4.
+		q := *r
+		q.Target.IP = v4
+		return p.Allow(ctx, &q)
+	}
+	return p.AllowIP(ctx, r, v4)
+}
+
+// wellKnownNAT64 is the Well-Known Prefix of RFC 6052.
+var wellKnownNAT64 = netip.MustParsePrefix("64:ff9b::/96")
+
+// nat64Embedded returns the IPv4 address that ip embeds if ip is in the
+// Well-Known Prefix or in the gateway's NAT64 prefix (configured, or
+// discovered when DiscoverNAT64 is set).
+func (s *Server) nat64Embedded(ctx context.Context, ip netip.Addr) (netip.Addr, bool) {
+	if !ip.Is6() || ip.Is4In6() {
+		return netip.Addr{}, false
+	}
+	if v4, ok := resolver.Extract(wellKnownNAT64, ip); ok {
+		return v4, true
+	}
+	if s.NAT64Prefix.IsValid() || s.DiscoverNAT64 {
+		if prefix, ok := s.nat64Prefix(ctx); ok && prefix.Contains(ip) {
+			return resolver.Extract(prefix, ip)
+		}
+	}
+	return netip.Addr{}, false
 }
