@@ -474,7 +474,7 @@ func (ss *session) allowIPFor(ctx context.Context, r *Request, ip netip.Addr) er
 	// An address in a NAT64 prefix reaches, through the translator, the
 	// IPv4 address it embeds: the guard and the policy judge that one
 	// too, or 64:ff9b::a.b.c.d would reach what a.b.c.d may not.
-	v4, ok := ss.s.nat64Embedded(ctx, ip)
+	v4, ok := ss.s.nat64Embedded(ip)
 	if !ok {
 		return nil
 	}
@@ -497,19 +497,24 @@ func (ss *session) allowIPFor(ctx context.Context, r *Request, ip netip.Addr) er
 var wellKnownNAT64 = netip.MustParsePrefix("64:ff9b::/96")
 
 // nat64Embedded returns the IPv4 address that ip embeds if ip is in the
-// Well-Known Prefix or in the gateway's NAT64 prefix (configured, or
-// discovered when DiscoverNAT64 is set).
-func (s *Server) nat64Embedded(ctx context.Context, ip netip.Addr) (netip.Addr, bool) {
+// Well-Known Prefix or in the gateway's NAT64 prefix: the configured one,
+// or with DiscoverNAT64 the one the resolver has found already (a check
+// never waits for discovery; a prefix found later applies from then on).
+func (s *Server) nat64Embedded(ip netip.Addr) (netip.Addr, bool) {
 	if !ip.Is6() || ip.Is4In6() {
 		return netip.Addr{}, false
 	}
 	if v4, ok := resolver.Extract(wellKnownNAT64, ip); ok {
 		return v4, true
 	}
-	if s.NAT64Prefix.IsValid() || s.DiscoverNAT64 {
-		if prefix, ok := s.nat64Prefix(ctx); ok && prefix.Contains(ip) {
-			return resolver.Extract(prefix, ip)
+	prefix, ok := s.NAT64Prefix, s.NAT64Prefix.IsValid()
+	if !ok && s.DiscoverNAT64 {
+		if d, isR := s.resolver().(interface{ NAT64PrefixKnown() (netip.Prefix, bool) }); isR {
+			prefix, ok = d.NAT64PrefixKnown()
 		}
+	}
+	if ok && prefix.Contains(ip) {
+		return resolver.Extract(prefix, ip)
 	}
 	return netip.Addr{}, false
 }

@@ -69,6 +69,18 @@ func (r *Resolver) NAT64Prefix(ctx context.Context) (netip.Prefix, bool) {
 	return p, ok
 }
 
+// NAT64PrefixKnown is NAT64Prefix without a query: the remembered result
+// if it has not expired, else ok false.
+func (r *Resolver) NAT64PrefixKnown() (netip.Prefix, bool) {
+	r.mu.Lock()
+	st := r.nat64
+	r.mu.Unlock()
+	if time.Now().Before(st.expires) {
+		return st.prefix, st.ok
+	}
+	return netip.Prefix{}, false
+}
+
 // nat64Discover finds the NAT64 prefix in the AAAA answers for
 // ipv4only.arpa and returns it with its answer's TTL. An address in which
 // a well-known address appears at more than one prefix length is

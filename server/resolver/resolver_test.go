@@ -983,13 +983,19 @@ func TestNAT64Prefix(t *testing.T) {
 				s.SetAAAA("ipv4only.arpa", 600, tt.aaaa...)
 			}
 			r := newResolver(t, testConfig(t, s.Addr))
+			if p, ok := r.NAT64PrefixKnown(); ok {
+				t.Errorf("NAT64PrefixKnown before any discovery = %v", p)
+			}
 			p, ok := r.NAT64Prefix(t.Context())
 			if ok != tt.wantOK || (ok && p.String() != tt.want) {
 				t.Errorf("NAT64Prefix = %v, %v, want %s, %v", p, ok, tt.want, tt.wantOK)
 			}
 			r.NAT64Prefix(t.Context())
+			if kp, kok := r.NAT64PrefixKnown(); kp != p || kok != ok {
+				t.Errorf("NAT64PrefixKnown = %v, %v, want %v, %v", kp, kok, p, ok)
+			}
 			if n := s.QueriesTotal(); n != 1 {
-				t.Errorf("%d queries for two calls, want 1 (result remembered)", n)
+				t.Errorf("%d queries for two calls and a look, want 1 (result remembered)", n)
 			}
 		})
 	}
