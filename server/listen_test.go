@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -314,6 +315,57 @@ func TestListenPolicyAndPlain(t *testing.T) {
 	if r := listenReq(t, ctl2, 1, "127.0.0.1:0", false); r.Code != proto.ReplyCommandNotSupported {
 		t.Errorf("LISTEN while disabled: %v", r.Code)
 	}
+}
+
+// A TAKE that comes once shutdown has begun is refused, as every other
+// new command is: the drain waits for sessions that are relaying, and
+// starts no new relay.
+func TestTakeDuringShutdown(t *testing.T) {
+	e2eCheckLeaks(t)
+	s, gw, _ := listenGateway(t, server.ListenSettings{})
+	ctl, _ := extHello(t, gw, "alice", "wonderland")
+	defer ctl.Close()
+	r := listenReq(t, ctl, 1, "127.0.0.1:0", false)
+	if r.Code != proto.ReplySucceeded {
+		t.Fatalf("LISTEN: %v", r.Code)
+	}
+	caller, err := net.Dial("tcp", net.JoinHostPort(r.Addr.IP.String(), fmt.Sprint(r.Addr.Port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	o := readOffer(t, ctl)
+	tc, ack := extHello(t, gw, "alice", "wonderland") // accepted before the shutdown
+	defer tc.Close()
+	if ack.Status != proto.HelloOK {
+		t.Fatalf("HELLO: %v", ack.Status)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		s.Shutdown(ctx)
+		close(done)
+	}()
+	defer func() { <-done }()
+	// Shutdown has begun once the gateway accepts nobody.
+	deadline := time.Now().Add(e2eWait)
+	for {
+		c, err := net.DialTimeout("tcp", gw, time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway still accepts after Shutdown")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	extSend(t, tc, proto.ExtRequest{ID: 1, Command: proto.CommandTake, Token: o.Token})
+	if tr := extReply(t, tc, proto.CommandTake); tr.Code == proto.ReplySucceeded {
+		t.Fatalf("TAKE during shutdown succeeded (%v)", tr.Addr)
+	}
+	ctl.Close()
 }
 
 // The guard applies to LISTEN: by default no listener on the gateway's

@@ -317,6 +317,9 @@ func (ss *session) run() error {
 		if err := ss.acquireOnce(); err != nil {
 			return ss.fail(err)
 		}
+		if s.shutdown.Load() {
+			return ss.fail(errShuttingDown) // no new relay during the drain
+		}
 		return ss.fail(ss.take(early))
 	case cmd == proto.CommandConnect, cmd == proto.CommandBind, cmd == proto.CommandUDPAssociate:
 	case cmd == commandTorResolve && !ss.ext:
