@@ -528,6 +528,24 @@ func TestDiscovery(t *testing.T) {
 	}
 }
 
+// TestSupervisedEnvAlone: SOCKSIFY_SUPERVISED=1 without an outer
+// socksify's seccomp filter (exported by hand, or leaked out of a
+// supervised shell) is not trusted: the program is supervised as usual,
+// and its connection goes through the gateway, not out directly.
+func TestSupervisedEnvAlone(t *testing.T) {
+	t.Parallel()
+	needSocksify(t)
+	curl := needTool(t, "curl", "curl")
+	l := newLab(t)
+	target := l.target("example.test", l.httpPort)
+	argv := append([]string{"env", "SOCKSIFY_SUPERVISED=1"}, l.socksifyArgv(curl, "-sS", "--max-time", "10", l.url("example.test", l.httpPort, "/env-alone"))...)
+	p := l.start(runOpts{}, argv...).wait()
+	l.checkNoLeak(p.desc)
+	expectExit(t, p, 0)
+	expectContains(t, "curl with SOCKSIFY_SUPERVISED=1 alone", p.stdout.String(), wantBody(target, "/env-alone"))
+	l.waitSession(target)
+}
+
 // TestNested: socksify under socksify runs the program (once supervised).
 func TestNested(t *testing.T) {
 	t.Parallel()

@@ -166,8 +166,12 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 
 	// Inside a supervised program: the outer socksify already supervises
 	// everything this process starts, and a second listener cannot be
-	// added to the filter chain, so run the program as it is.
-	if v, _ := getenv(socksify.SupervisedEnv); v == "1" {
+	// added to the filter chain, so run the program as it is. The
+	// variable alone proves nothing (it may have been exported by hand,
+	// or leaked out of a supervised shell into a file or a service):
+	// only a seccomp filter on this process does. Without one, this
+	// socksify supervises as usual.
+	if v, _ := getenv(socksify.SupervisedEnv); v == "1" && underSeccompFilter() {
 		path, code := lookPath(o.argv[0], stderr)
 		if code != 0 {
 			return code
@@ -275,6 +279,22 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 
 // lookPath finds the program, or says why not and returns the exit
 // status.
+// underSeccompFilter reports whether this process runs under a seccomp
+// filter (Seccomp: 2 in /proc/self/status), as a program of an outer
+// socksify does.
+func underSeccompFilter() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Seccomp:"); ok {
+			return strings.TrimSpace(v) == "2"
+		}
+	}
+	return false
+}
+
 func lookPath(name string, stderr io.Writer) (string, int) {
 	path, err := exec.LookPath(name)
 	if err != nil {
