@@ -165,7 +165,7 @@ action = "allow"
 users = ["carol"]
 groups = ["admins"]
 clients = ["192.168.1.0/24", "192.168.7.9", "2001:db8::/32"]
-commands = ["connect", "bind", "udp", "udp-associate"]
+commands = ["connect", "bind", "udp", "udp-associate", "resolve", "listen"]
 nets = ["10.1.2.3/8", "2001:db8::1", "10.0.0.1"]
 domains = ["Example.COM", ".example.net", "example.org.", "_srv.example"]
 ports = ["80", "8000-8999", "0", "65535"]
@@ -190,7 +190,7 @@ action = "deny"
 					Clients: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"),
 						netip.MustParsePrefix("192.168.7.9/32"), netip.MustParsePrefix("2001:db8::/32")},
 					Commands: []proto.Command{proto.CommandConnect, proto.CommandBind,
-						proto.CommandUDPAssociate, proto.CommandUDPAssociate},
+						proto.CommandUDPAssociate, proto.CommandUDPAssociate, proto.CommandResolve, proto.CommandListen},
 					Nets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"),
 						netip.MustParsePrefix("2001:db8::1/128"), netip.MustParsePrefix("10.0.0.1/32")},
 					Domains: []string{"example.com", "example.net", "example.org", "_srv.example"},

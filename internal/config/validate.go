@@ -185,7 +185,8 @@ func (v *validator) rule(path string, r *server.Rule) {
 	}
 	for i, cmd := range r.Commands {
 		switch cmd {
-		case proto.CommandConnect, proto.CommandBind, proto.CommandUDPAssociate:
+		case proto.CommandConnect, proto.CommandBind, proto.CommandUDPAssociate,
+			proto.CommandResolve, proto.CommandListen: // every command ParseCommand knows
 		default:
 			v.errorf(path+".commands."+strconv.Itoa(i), true, "unknown command %v", cmd)
 		}
