@@ -488,8 +488,9 @@ func (sup *supervisor) answerConnect(c call, dup int, si sockInfo, dst netip.Add
 func connectCtx(ctx context.Context, fd int, sa []byte, nonblock bool) error {
 	var aborted bool
 	var stop func() bool
-	ran := make(chan struct{})
+	var ran chan struct{} // closed when the abort has finished
 	if !nonblock {
+		ran = make(chan struct{})
 		stop = context.AfterFunc(ctx, func() {
 			unix.Shutdown(fd, unix.SHUT_RDWR)
 			close(ran)
