@@ -773,7 +773,7 @@ func (rf *runFile) renderSocksify(sb *strings.Builder) {
 	w("All clients run in the network namespace `%s` (resolv.conf: the bench DNS server on 127.0.0.1:53, A 127.0.0.1 for every name under bench.test); the proxied ones go through the same socks6d (no auth) there, which resolves the names with its [resolver] at the same DNS server. ", rf.DNSNetns)
 	w("New connections: one curl process fetches N URLs, each a fresh host name (so each needs a DNS lookup: curl's for direct, the gateway's otherwise) and, with `Connection: close`, a new TCP connection (checked: curl's num_connects, the HTTP server's accepts, the namespace's TCP PassiveOpens); ")
 	w("conn/s = (N−1) / (last − first accept at the HTTP server), so process start-up is apart (first conn: exec to the first accept). ")
-	w("Bulk: one curl download of zeros (size_download / time_total). Ratios are to proxy-aware curl (`%s`).\n\n", sfyBaseline)
+	w("Bulk: the median of %d curl downloads of zeros in a row (size_download / time_total). Ratios are to proxy-aware curl (`%s`).\n\n", sfyBulkRuns, sfyBaseline)
 	w("| client | how | new conn/s | × proxy-aware | first conn ms | client CPU-µs/conn | socks6d CPU-µs/conn | TCP conns/URL | DNS queries/URL | bulk Gbit/s | × proxy-aware | client CPU-ms/GB | socks6d CPU-ms/GB | URLs failed |\n")
 	w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, t := range rf.SocksifyTargets {
