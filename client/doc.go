@@ -17,7 +17,8 @@
 //
 // A [Session] is a control connection with the extensions negotiated.
 // It carries control requests, several at a time: [Session.Resolve]
-// (RESOLVE) and [Session.Listen] (LISTEN) now, UDP later.
+// (RESOLVE), [Session.Listen] (LISTEN) and [Session.ListenPacket]
+// (UDP).
 // [Session.Prefetch] sends a RESOLVE without waiting for its answer, to
 // warm the gateway's resolver ahead of a CONNECT. [Dialer.Resolve] opens
 // a session for one lookup.
@@ -35,6 +36,14 @@
 // golang.org/x/net/proxy, and the package registers the "socks6" URL
 // scheme with proxy.RegisterDialerType (see [FromURL]).
 //
+// A [PacketConn] is a UDP association carried inside a control
+// connection ("UDP in the Stream"): a net.PacketConn whose datagrams
+// travel as DATAGRAM frames, so UDP works wherever the connection to the
+// gateway does. [Dialer.ListenPacket] opens one on a session of its own,
+// which its Close ends; [Session.ListenPacket] on an existing session.
+// WriteTo takes an IP address or a name for the gateway to resolve;
+// ReadFrom reports each datagram's source.
+//
 // Errors follow package net: a *net.OpError whose Err is a *[ReplyError]
 // when the gateway refused a request, a *[HelloError] when it refused
 // HELLO, a *[CloseError] when it sent CLOSE, or wraps [ErrDowngrade],
@@ -42,7 +51,7 @@
 // a framed connection is answered with CLOSE 0xEB before the connection
 // is closed ("Error Handling").
 //
-// Not implemented yet: BIND, UDP ASSOCIATE, in-stream UDP, TLS and ALPN
+// Not implemented yet: BIND, UDP ASSOCIATE, TLS and ALPN
 // (so no PROOF on TAKE), routes, resumption and discovery; optimistic
 // data after CONNECT; idle keepalive PINGs.
 //

@@ -64,8 +64,11 @@ type Session struct {
 	// ID, including closed and abandoned ones, whose offers are
 	// rejected: the protocol cannot close a single listener.
 	listeners map[uint64]*Listener
-	closing   bool  // Close was called
-	err       error // why the session ended; set once, before done closes
+	// assocs holds every UDP association the gateway granted, by
+	// Association ID, closed ones included; nil until the first.
+	assocs  map[uint64]*PacketConn
+	closing bool  // Close was called
+	err     error // why the session ended; set once, before done closes
 
 	done chan struct{} // closed when the reader has ended and c is closed
 }
@@ -78,6 +81,8 @@ type call struct {
 	// the REPLY arrives, before it reads the next frame, which may be an
 	// offer for it.
 	ln *Listener
+	// pc is the association a UDP request creates, registered like ln.
+	pc *PacketConn
 	// prefetch marks a Prefetch: nobody waits for its REPLY.
 	prefetch bool
 }
@@ -395,7 +400,12 @@ func (s *Session) endErrLocked() error {
 // For LISTEN, ln is the listener that a successful REPLY registers;
 // otherwise nil.
 func (s *Session) roundTrip(ctx context.Context, req proto.ExtRequest, ln *Listener) (proto.ExtReply, error) {
-	cl := &call{cmd: req.Command, ch: make(chan callResult, 1), ln: ln}
+	return s.roundTripCall(ctx, req, &call{cmd: req.Command, ln: ln})
+}
+
+// roundTripCall is roundTrip for a call the caller has filled in.
+func (s *Session) roundTripCall(ctx context.Context, req proto.ExtRequest, cl *call) (proto.ExtReply, error) {
+	cl.ch = make(chan callResult, 1)
 	s.mu.Lock()
 	if s.err != nil || s.closing {
 		err := s.endErrLocked()
@@ -565,10 +575,11 @@ func (s *Session) handle(f proto.Frame) error {
 		return checkFrame(f)
 	case proto.FrameAcceptOffer:
 		return s.handleOffer(f)
-	case proto.FrameDatagram, proto.FrameStreamAck:
-		// These need a UDP association or a resumable stream, neither
-		// of which this session holds.
-		return wrongFrame(f, "on a session without associations or resumable streams")
+	case proto.FrameDatagram:
+		return s.handleDatagram(f)
+	case proto.FrameStreamAck:
+		// This needs a resumable stream, which this session never holds.
+		return wrongFrame(f, "on a session without resumable streams")
 	}
 	if f.Type <= lastKnownFrame {
 		// HELLO, REQUEST, REJECT_OFFER travel the other way; a second
@@ -598,6 +609,9 @@ func (s *Session) handleReply(f proto.Frame) error {
 	if err == nil && cl.ln != nil && rep.Code == proto.ReplySucceeded {
 		err = s.addListener(cl.ln, rep)
 	}
+	if err == nil && cl.pc != nil && rep.Code == proto.ReplySucceeded {
+		err = s.addAssoc(cl.pc, rep)
+	}
 	if err != nil {
 		err = malformed("REPLY", err)
 		cl.ch <- callResult{err: err}
@@ -620,6 +634,43 @@ func (s *Session) addListener(l *Listener, rep proto.ExtReply) error {
 	}
 	l.granted(rep)
 	s.listeners[rep.ListenerID] = l
+	return nil
+}
+
+// addAssoc registers the association that a successful REPLY to UDP
+// created, so that its datagrams find it.
+func (s *Session) addAssoc(pc *PacketConn, rep proto.ExtReply) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.assocs[rep.AssocID]; dup {
+		return fmt.Errorf("association ID %d is already in use: %w", rep.AssocID, proto.ErrMalformed)
+	}
+	if s.assocs == nil {
+		s.assocs = make(map[uint64]*PacketConn)
+	}
+	pc.granted(rep)
+	s.assocs[rep.AssocID] = pc
+	return nil
+}
+
+// handleDatagram hands a DATAGRAM to its association. One for an
+// association the session never had is malformed; one for a closed
+// association is dropped.
+func (s *Session) handleDatagram(f proto.Frame) error {
+	g, err := proto.ParseDatagram(f.Value)
+	if err != nil {
+		return malformed("DATAGRAM", err)
+	}
+	if g.Addr.FQDN != "" {
+		return malformed("DATAGRAM", fmt.Errorf("source address is a domain name: %w", proto.ErrMalformed))
+	}
+	s.mu.Lock()
+	pc, ok := s.assocs[g.AssocID]
+	s.mu.Unlock()
+	if !ok {
+		return wrongFrame(f, fmt.Sprintf("for association ID %d, which the gateway never granted", g.AssocID))
+	}
+	pc.deliver(g)
 	return nil
 }
 

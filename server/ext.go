@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -30,6 +31,9 @@ var (
 	// errMalformed is a malformed frame or request: the gateway sends
 	// CLOSE 0xEB and closes.
 	errMalformed = &ReplyError{Code: proto.ReplyMalformedRequest, Err: errors.New("malformed frame")}
+	// errAssocIdle ends a UDP association that carried no datagram for
+	// its idle timeout.
+	errAssocIdle = errors.New("UDP association idle")
 )
 
 // malformed wraps a protocol violation with its reply code.
@@ -39,7 +43,7 @@ func malformed(format string, args ...any) error {
 
 // features returns the feature bits the gateway offers this session.
 func (ss *session) features() proto.Features {
-	f := proto.FeatureResolve
+	f := proto.FeatureResolve | proto.FeatureUDP
 	if !ss.st.Listen.Disabled && ss.st.Listen.listenersPerUser() > 0 {
 		f |= proto.FeatureListen
 	}
@@ -47,16 +51,22 @@ func (ss *session) features() proto.Features {
 }
 
 // frameParser returns a parser for hsReader that refuses a frame longer
-// than limit as soon as its Length is known, before buffering it.
-func frameParser(limit int) func([]byte) (proto.Frame, int, error) {
+// than limit as soon as its Length is known, before buffering it. With
+// datagrams, a DATAGRAM may be up to proto.MaxFrameLen whatever limit
+// says (the draft's DATAGRAM section).
+func frameParser(limit int, datagrams bool) func([]byte) (proto.Frame, int, error) {
 	return func(b []byte) (proto.Frame, int, error) {
-		_, tn, err := proto.ParseVarint(b)
+		t, tn, err := proto.ParseVarint(b)
 		if err != nil {
 			return proto.Frame{}, 0, err
 		}
 		l, _, err := proto.ParseVarint(b[tn:])
 		if err != nil {
 			return proto.Frame{}, 0, err
+		}
+		limit := limit
+		if datagrams && proto.FrameType(t) == proto.FrameDatagram {
+			limit = proto.MaxFrameLen
 		}
 		if l > uint64(limit) {
 			return proto.Frame{}, 0, proto.ErrTooLong
@@ -105,7 +115,7 @@ func diagnostic(err error) string {
 // connection ends.
 func (ss *session) hello(ctx context.Context, h *hsReader, g proto.Greeting) error {
 	h.max = helloMaxLen + 16
-	f, err := next(h, frameParser(helloMaxLen))
+	f, err := next(h, frameParser(helloMaxLen, false))
 	if err != nil {
 		if errors.Is(err, proto.ErrTooLong) || errors.Is(err, proto.ErrMalformed) {
 			err = malformed("HELLO: %v", err)
@@ -161,7 +171,8 @@ func (ss *session) hello(ctx context.Context, h *hsReader, g proto.Greeting) err
 		return err
 	}
 	ss.ext = true
-	h.max = proto.DefaultMaxFrameLen + 16
+	// The buffer grows to a DATAGRAM's size only when one comes.
+	h.max = proto.MaxFrameLen + 16
 	return nil
 }
 
@@ -198,25 +209,50 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 	var mu sync.Mutex
 	inflight := map[uint64]bool{}
 	var listeners []*gwListener
+	assocs := map[uint64]*streamAssoc{}
 	defer func() {
 		// The session ends with its control connection: its listeners
-		// and their pending callers go with it.
+		// and their pending callers, and its UDP associations, go with
+		// it.
 		if len(listeners) > 0 {
 			ss.closeListeners(listeners)
+		}
+		for _, a := range assocs {
+			a.close(nil)
 		}
 	}()
 	first := true
 	for {
 		if !first {
 			// A session that holds listeners waits for callers, however
-			// long; TCP keepalive finds a vanished client instead.
-			if d := s.idleTimeout(); d > 0 && len(listeners) == 0 {
-				ss.c.SetReadDeadline(time.Now().Add(d))
-			} else {
-				ss.c.SetReadDeadline(time.Time{})
+			// long; TCP keepalive finds a vanished client instead. One
+			// that holds UDP associations wakes when the first of them
+			// may have idled out.
+			var dl time.Time
+			if d := s.idleTimeout(); d > 0 && len(listeners) == 0 && len(assocs) == 0 {
+				dl = time.Now().Add(d)
 			}
+			for _, a := range assocs {
+				if a.idle > 0 {
+					if t := time.Unix(0, a.last.Load()).Add(a.idle); dl.IsZero() || t.Before(dl) {
+						dl = t
+					}
+				}
+			}
+			ss.c.SetReadDeadline(dl)
 		}
-		f, err := next(h, frameParser(proto.DefaultMaxFrameLen))
+		f, err := next(h, frameParser(proto.DefaultMaxFrameLen, true))
+		if err != nil && len(assocs) > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			// Not the connection's idle timeout: an association's.
+			now := time.Now()
+			for id, a := range assocs {
+				if a.expired(now) {
+					delete(assocs, id)
+					a.close(errAssocIdle)
+				}
+			}
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, proto.ErrTooLong) || errors.Is(err, proto.ErrMalformed) {
 				err = malformed("frame: %v", err)
@@ -267,8 +303,8 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 				if req.Command == proto.CommandTake && !ss.features().Has(proto.FeatureListen) {
 					break
 				}
-				if busy > 0 || len(listeners) > 0 {
-					err := malformed("connection-consuming request on a connection with %d control requests outstanding and %d listeners", busy, len(listeners))
+				if busy > 0 || len(listeners) > 0 || len(assocs) > 0 {
+					err := malformed("connection-consuming request on a connection with %d control requests outstanding, %d listeners and %d UDP associations", busy, len(listeners), len(assocs))
 					ss.writeFrame(proto.ExtReply{ID: req.ID, Code: proto.ReplyMalformedRequest})
 					return err
 				}
@@ -287,6 +323,17 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 					return err
 				}
 				if had == 0 && len(listeners) > 0 {
+					if tc, ok := ss.c.(*net.TCPConn); ok {
+						tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3})
+					}
+				}
+				continue
+			case proto.CommandUDP:
+				had := len(assocs)
+				if err := ss.writeFrame(ss.serveUDP(req, assocs)); err != nil {
+					return err
+				}
+				if had == 0 && len(assocs) > 0 {
 					if tc, ok := ss.c.(*net.TCPConn); ok {
 						tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3})
 					}
@@ -355,8 +402,25 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 				return err
 			}
 			ss.rejectOffer(ro.Token)
+		case proto.FrameDatagram:
+			g, err := proto.ParseDatagram(f.Value)
+			if err != nil {
+				err = malformed("DATAGRAM: %v", err)
+				ss.closeWith(err)
+				return err
+			}
+			// A datagram for an association that does not exist (or no
+			// longer does) is dropped silently.
+			if a := assocs[g.AssocID]; a != nil {
+				if a.expired(time.Now()) {
+					delete(assocs, g.AssocID)
+					a.close(errAssocIdle)
+					continue
+				}
+				a.send(g)
+			}
 		case proto.FrameHello, proto.FrameHelloAck, proto.FrameReply, proto.FrameAcceptOffer,
-			proto.FrameRoutes, proto.FrameDatagram, proto.FrameStreamAck:
+			proto.FrameRoutes, proto.FrameStreamAck:
 			// Known, but in the wrong direction or for a feature this
 			// session does not have.
 			err := malformed("unexpected %v frame", f.Type)

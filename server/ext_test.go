@@ -282,7 +282,7 @@ func TestExtMalformed(t *testing.T) {
 		{"flags on CONNECT", func(c net.Conn) {
 			extSendRaw(t, c, proto.Frame{Type: proto.FrameRequest, Value: []byte{1, byte(proto.CommandConnect), 1, 1, 127, 0, 0, 1, 0, 80}})
 		}, nil},
-		{"DATAGRAM without UDP", func(c net.Conn) {
+		{"truncated DATAGRAM", func(c net.Conn) {
 			extSendRaw(t, c, proto.Frame{Type: proto.FrameDatagram, Value: []byte{0}})
 		}, nil},
 	} {

@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/socks6/socks6/proto"
 )
@@ -40,6 +42,14 @@ func FuzzExtHandshake(f *testing.F) {
 	f.Add(hostileCat([]byte{0}, good, ping, []byte{0x21, 0x02, 0xaa, 0xbb}, closeF))
 	f.Add(hostileCat([]byte{0}, hello(hostileUser, "wrong"), req(1, proto.CommandConnect, name)))
 	f.Add(hostileCat([]byte{0}, good, req(1, proto.CommandResolve, name), req(1, proto.CommandResolve, name)))
+	zero := proto.Addr{IP: netip.IPv4Unspecified()}
+	dgram := func(id uint64, a proto.Addr, p string) []byte {
+		b, _ := proto.AppendFrame(nil, proto.Datagram{AssocID: id, Addr: a, Payload: []byte(p)})
+		return b
+	}
+	f.Add(hostileCat([]byte{0}, good, req(1, proto.CommandUDP, zero), dgram(1, proto.Addr{IP: netip.MustParseAddr("192.0.2.1"), Port: 53}, "x"),
+		dgram(1, name, "y"), dgram(7, name, "z"), req(2, proto.CommandUDP, zero, proto.IdleTimeoutOption(time.Second)), ping, closeF))
+	f.Add(hostileCat([]byte{3}, good, req(1, proto.CommandUDP, name), req(2, proto.CommandUDP, zero), req(3, proto.CommandConnect, name)))
 	f.Add([]byte{0, 0x01, 0x80, 0x00, 0x4e, 0x20})
 	f.Add([]byte{0})
 

@@ -126,6 +126,11 @@ func newHostileFuzzGateway(f *testing.F, auth, ext bool) *hostileFuzzGateway {
 			{Action: server.Deny, Domains: []string{"denied.example"}},
 			{Action: server.Deny, Commands: []proto.Command{proto.CommandBind}, Ports: []server.PortRange{{Lo: 1, Hi: 1023}}},
 			{Action: server.Deny, Nets: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+			// In-stream UDP associations open, but no datagram of the
+			// fuzzer's may leave the machine: every UDP destination is
+			// refused.
+			{Action: server.Deny, Commands: []proto.Command{proto.CommandUDPAssociate},
+				Nets: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}},
 		},
 		Default: server.Allow,
 	}

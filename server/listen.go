@@ -552,19 +552,20 @@ func (l *gwListener) auditCaller(o *offer, outcome string, err error) {
 	log.LogAttrs(context.Background(), slog.LevelInfo, "caller", attrs...)
 }
 
-// helloOptions are the HELLO_ACK options for a user: LIMITS, and the
-// user's reserved ports.
+// helloOptions are the HELLO_ACK options for a user: LIMITS (listeners,
+// offers, UDP associations), and the user's reserved ports.
 func (ss *session) helloOptions() proto.Options {
 	ls := ss.st.Listen
-	if ls.Disabled {
-		return nil
+	lim := proto.Limits{MaxUDPAssocs: maxStreamAssocs}
+	if !ls.Disabled {
+		lim.MaxListeners = uint64(ls.listenersPerUser())
+		lim.MaxPendingOffers = uint64(ls.offersPerUser())
 	}
 	var opts proto.Options
-	if o, err := proto.LimitsOption(proto.Limits{MaxListeners: uint64(ls.listenersPerUser()),
-		MaxPendingOffers: uint64(ls.offersPerUser())}); err == nil {
+	if o, err := proto.LimitsOption(lim); err == nil {
 		opts = append(opts, o)
 	}
-	if ports := ls.Reserved[ss.user]; len(ports) > 0 && ss.user != "" {
+	if ports := ls.Reserved[ss.user]; len(ports) > 0 && ss.user != "" && !ls.Disabled {
 		opts = append(opts, proto.ReservedPortsOption(ports))
 	}
 	return opts

@@ -113,7 +113,9 @@ type session struct {
 	token     proto.Token    // TAKE's token
 	// nextListenerID numbers the control session's listeners.
 	nextListenerID uint64
-	wmu            sync.Mutex // serializes frames on a control connection
+	// nextAssocID numbers the control session's UDP associations.
+	nextAssocID uint64
+	wmu         sync.Mutex // serializes frames on a control connection
 }
 
 // writeReply sends a reply and records that one was sent: a REPLY frame

@@ -1,0 +1,237 @@
+package client_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/socks6/socks6/client"
+	"github.com/socks6/socks6/internal/socks6test"
+	"github.com/socks6/socks6/proto"
+)
+
+// UDP in the stream against our gateway, with real UDP echo servers on
+// loopback.
+
+var _ net.PacketConn = (*client.PacketConn)(nil)
+
+// hostPort is a net.Addr naming a host, which the gateway resolves.
+type hostPort string
+
+func (hostPort) Network() string  { return "udp" }
+func (h hostPort) String() string { return string(h) }
+
+// packetEcho sends p to addr and returns what comes back and from where.
+func packetEcho(t *testing.T, pc net.PacketConn, p []byte, addr net.Addr) ([]byte, net.Addr) {
+	t.Helper()
+	if n, err := pc.WriteTo(p, addr); err != nil || n != len(p) {
+		t.Fatalf("WriteTo %v: %d, %v", addr, n, err)
+	}
+	buf := make([]byte, 70000)
+	pc.SetReadDeadline(time.Now().Add(testWait))
+	n, from, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("ReadFrom: %v", err)
+	}
+	return buf[:n], from
+}
+
+func TestListenPacket(t *testing.T) {
+	socks6test.CheckGoroutines(t, 4)
+	echo := socks6test.UDPEchoServer(t)
+	s, gw := newGateway(t, gatewayOpts{
+		users: map[string]string{"alice": "secret"},
+		names: map[string][]netip.Addr{"echo.test": {netip.MustParseAddr("127.0.0.1")}},
+	})
+	requireExtensions(t, gw)
+	d := &client.Dialer{ProxyAddress: gw, Username: "alice", Password: "secret"}
+	pc, err := d.ListenPacket(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if pubs := pc.PublicAddrs(); len(pubs) != 1 || pubs[0].Addr() != netip.MustParseAddr("127.0.0.1") || pubs[0].Port() == 0 {
+		t.Errorf("PublicAddrs %v, want 127.0.0.1 and a port", pubs)
+	}
+	if pc.IdleTimeout() <= 0 {
+		t.Errorf("IdleTimeout %v", pc.IdleTimeout())
+	}
+
+	t.Run("sizes", func(t *testing.T) {
+		for _, n := range []int{0, 1, 512, 1500, 16385, 65507} {
+			p := bytes.Repeat([]byte{byte(n)}, n)
+			got, from := packetEcho(t, pc, p, echo)
+			if !bytes.Equal(got, p) || from.String() != echo.String() {
+				t.Fatalf("%d bytes: got %d from %v, want them back from %v", n, len(got), from, echo)
+			}
+		}
+		if _, err := pc.WriteTo(make([]byte, 65508), echo); !errors.Is(err, proto.ErrTooLong) {
+			t.Errorf("65508 bytes: %v, want ErrTooLong", err)
+		}
+	})
+
+	t.Run("name", func(t *testing.T) {
+		got, from := packetEcho(t, pc, []byte("by name"), hostPort(fmt.Sprintf("echo.test:%d", echo.Port)))
+		if string(got) != "by name" || from.String() != echo.String() {
+			t.Fatalf("got %q from %v", got, from)
+		}
+	})
+
+	t.Run("many", func(t *testing.T) {
+		// 200 datagrams in flight at once, each with its index: every
+		// one arrives intact (loopback drops nothing at this rate).
+		const n = 200
+		for i := range n {
+			if _, err := pc.WriteTo(fmt.Appendf(nil, "datagram %d", i), echo); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seen := make(map[string]bool)
+		buf := make([]byte, 64)
+		pc.SetReadDeadline(time.Now().Add(testWait))
+		for len(seen) < n {
+			k, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("after %d datagrams: %v", len(seen), err)
+			}
+			seen[string(buf[:k])] = true
+		}
+		for i := range n {
+			if !seen[fmt.Sprintf("datagram %d", i)] {
+				t.Fatalf("datagram %d missing", i)
+			}
+		}
+	})
+
+	t.Run("deadline", func(t *testing.T) {
+		pc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, _, err := pc.ReadFrom(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("ReadFrom with nothing to read: %v, want a deadline error", err)
+		}
+		// A deadline moved into the past wakes a waiting ReadFrom.
+		pc.SetReadDeadline(time.Time{})
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := pc.ReadFrom(make([]byte, 8))
+			done <- err
+		}()
+		time.Sleep(20 * time.Millisecond)
+		pc.SetReadDeadline(time.Now())
+		select {
+		case err := <-done:
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("ReadFrom: %v, want a deadline error", err)
+			}
+		case <-time.After(testWait):
+			t.Fatal("ReadFrom did not return")
+		}
+		pc.SetReadDeadline(time.Time{})
+	})
+
+	t.Run("close", func(t *testing.T) {
+		pc2, err := d.ListenPacket(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := pc2.ReadFrom(make([]byte, 8))
+			done <- err
+		}()
+		time.Sleep(20 * time.Millisecond)
+		pc2.Close()
+		if err := <-done; !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("ReadFrom after Close: %v, want net.ErrClosed", err)
+		}
+		if _, err := pc2.WriteTo([]byte("x"), echo); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("WriteTo after Close: %v, want net.ErrClosed", err)
+		}
+	})
+
+	t.Run("session", func(t *testing.T) {
+		// Two associations on one session: each gets its own replies.
+		ss, err := d.OpenSession(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ss.Close()
+		a, err := ss.ListenPacket(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := ss.ListenPacket(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.PublicAddrs()[0] == b.PublicAddrs()[0] {
+			t.Fatalf("two associations share the external address %v", a.PublicAddrs()[0])
+		}
+		if got, _ := packetEcho(t, a, []byte("to a"), echo); string(got) != "to a" {
+			t.Fatalf("a got %q", got)
+		}
+		if got, _ := packetEcho(t, b, []byte("to b"), echo); string(got) != "to b" {
+			t.Fatalf("b got %q", got)
+		}
+		// Closing a leaves b and the session working.
+		a.Close()
+		if got, _ := packetEcho(t, b, []byte("still b"), echo); string(got) != "still b" {
+			t.Fatalf("b got %q", got)
+		}
+		// The session's end fails a waiting ReadFrom.
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := b.ReadFrom(make([]byte, 8))
+			done <- err
+		}()
+		time.Sleep(20 * time.Millisecond)
+		ss.Close()
+		if err := <-done; err == nil {
+			t.Fatal("ReadFrom after the session ended: no error")
+		}
+	})
+
+	pc.Close()
+	waitSessions(t, s, 0)
+}
+
+func TestListenPacketRefused(t *testing.T) {
+	t.Run("plain gateway", func(t *testing.T) {
+		_, gw := newGateway(t, gatewayOpts{plain: true})
+		_, err := (&client.Dialer{ProxyAddress: gw}).ListenPacket(testCtx(t))
+		if !errors.Is(err, client.ErrNoExtensions) {
+			t.Fatalf("got %v, want ErrNoExtensions", err)
+		}
+	})
+	t.Run("quota", func(t *testing.T) {
+		_, gw := newGateway(t, gatewayOpts{})
+		requireExtensions(t, gw)
+		ss, err := (&client.Dialer{ProxyAddress: gw}).OpenSession(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ss.Close()
+		lim, _ := ss.Limits()
+		for range lim.MaxUDPAssocs {
+			if _, err := ss.ListenPacket(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err = ss.ListenPacket(testCtx(t))
+		if re := asReply(t, err); re.Code != proto.ReplyQuotaExceeded {
+			t.Fatalf("association %d: %v, want quota exceeded", lim.MaxUDPAssocs+1, re.Code)
+		}
+	})
+}
+
+// waitSessions waits until the gateway counts want sessions.
+func waitSessions(t *testing.T, s interface{ Sessions() int }, want int) {
+	t.Helper()
+	if !socks6test.WaitFor(testWait, func() bool { return s.Sessions() == want }) {
+		t.Fatalf("gateway has %d sessions, want %d", s.Sessions(), want)
+	}
+}

@@ -1,0 +1,418 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/socks6/socks6/proto"
+)
+
+// UDP in the stream (command UDP, DATAGRAM frames): limits.
+const (
+	// maxStreamAssocs caps the associations of one control connection
+	// (advertised in LIMITS); more are answered with QuotaExceeded.
+	maxStreamAssocs = 16
+	// streamAssocQueue is how many datagrams to not yet admitted
+	// destinations (a name to resolve, a policy to ask) wait for the
+	// association's admitting goroutine; more are dropped, so that a slow
+	// lookup never stalls the control connection.
+	streamAssocQueue = 64
+	// minStreamIdle is the shortest idle timeout a client may ask for.
+	minStreamIdle = time.Second
+)
+
+// errTooManyAssocs refuses an association over maxStreamAssocs.
+var errTooManyAssocs = replyErr(proto.ReplyQuotaExceeded, errors.New("too many UDP associations on this connection"))
+
+// A streamAssoc is one association of UDP in the stream: one UDP socket
+// (dual-stack where the host has IPv6) whose datagrams travel to and from
+// the client as DATAGRAM frames on the control connection. It maps like
+// an endpoint-independent NAT (every destination sees the same port) and
+// filters like an address-and-port-dependent one: a datagram from the
+// outside reaches the client only from an address and port the
+// association sent to within its idle timeout.
+type streamAssoc struct {
+	ss    *session
+	id    uint64
+	conn  *net.UDPConn
+	idle  time.Duration // 0: none
+	ctx   context.Context
+	end   context.CancelFunc
+	queue chan streamDatagram // to admit
+	wg    sync.WaitGroup
+	start time.Time
+
+	last atomic.Int64 // unix ns of the last datagram either way
+
+	mu      sync.Mutex
+	peers   map[netip.AddrPort]int64      // destinations sent to → unix ns
+	allowed map[proto.Addr]netip.AddrPort // admitted destinations
+
+	fam proto.Family // FAMILY of the request: for destinations given as names
+
+	up, down, upN, downN, dropped atomic.Int64
+}
+
+// A streamDatagram is a client's datagram waiting to be admitted.
+type streamDatagram struct {
+	to      proto.Addr
+	payload []byte
+}
+
+// serveUDP answers a REQUEST with command UDP: it opens an association
+// and adds it to assocs. The REPLY carries the association ID, the idle
+// timeout and the association's external addresses.
+func (ss *session) serveUDP(req proto.ExtRequest, assocs map[uint64]*streamAssoc) proto.ExtReply {
+	reply := proto.ExtReply{ID: req.ID, Command: proto.CommandUDP}
+	a, err := ss.openStreamAssoc(req, assocs)
+	if err != nil {
+		reply.Code = replyCode(err)
+		reply.Options = proto.Options{proto.DiagnosticOption(diagnostic(err))}
+		ss.auditAssoc(nil, req, err)
+		return reply
+	}
+	reply.AssocID = a.id
+	if a.idle > 0 {
+		reply.Options = append(reply.Options, proto.IdleTimeoutOption(a.idle))
+	}
+	for _, pub := range ss.assocPublicAddrs(a) {
+		if o, err := proto.PublicAddrOption(proto.AddrFromAddrPort(pub)); err == nil {
+			reply.Options = append(reply.Options, o)
+		}
+	}
+	return reply
+}
+
+func (ss *session) openStreamAssoc(req proto.ExtRequest, assocs map[uint64]*streamAssoc) (*streamAssoc, error) {
+	s := ss.s
+	if req.Addr.FQDN != "" || req.Addr.Port != 0 || (req.Addr.IP.IsValid() && !req.Addr.IP.IsUnspecified()) {
+		return nil, malformed("UDP request with an address other than the zero address")
+	}
+	if s.shutdown.Load() {
+		return nil, errShuttingDown
+	}
+	if len(assocs) >= maxStreamAssocs {
+		return nil, errTooManyAssocs
+	}
+	if p := ss.st.Policy; p != nil {
+		// The rules for "udp" govern both kinds of association; each
+		// datagram's destination is checked when it is sent.
+		r := Request{User: ss.user, Client: ss.client, Command: proto.CommandUDPAssociate, AnyTarget: true}
+		ctx, cancel := context.WithTimeout(s.baseCtx, s.handshakeTimeout())
+		err := p.Allow(ctx, &r)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
+	conn, err := net.ListenUDP("udp", nil)
+	if err != nil {
+		return nil, replyErr(proto.ReplyGeneralFailure, err)
+	}
+	idle := s.idleTimeout()
+	if d, ok := req.Options.IdleTimeout(); ok && d > 0 {
+		d = max(d, minStreamIdle)
+		if idle == 0 || d < idle {
+			idle = d
+		}
+	}
+	ss.nextAssocID++
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	a := &streamAssoc{
+		ss: ss, id: ss.nextAssocID, conn: conn, idle: idle, ctx: ctx, end: cancel,
+		queue: make(chan streamDatagram, streamAssocQueue), start: time.Now(),
+		peers: make(map[netip.AddrPort]int64), allowed: make(map[proto.Addr]netip.AddrPort),
+	}
+	a.fam, _ = req.Options.Family()
+	a.touch()
+	assocs[a.id] = a
+	a.wg.Add(2)
+	go a.fromOutside()
+	go a.admitLoop()
+	return a, nil
+}
+
+// assocPublicAddrs are the association's external addresses, one per
+// family the gateway sends from: the configured public addresses, or the
+// address the client reached the gateway at, with the socket's port.
+func (ss *session) assocPublicAddrs(a *streamAssoc) []netip.AddrPort {
+	port := addrPortOf(a.conn.LocalAddr()).Port()
+	var out []netip.AddrPort
+	for _, ip := range ss.st.Listen.PublicAddrs {
+		out = append(out, netip.AddrPortFrom(ip, port))
+	}
+	if len(out) == 0 {
+		if local := addrPortOf(ss.c.LocalAddr()).Addr().Unmap(); local.IsValid() && !local.IsUnspecified() {
+			out = append(out, netip.AddrPortFrom(local, port))
+		}
+	}
+	return out
+}
+
+func (a *streamAssoc) touch() { a.last.Store(time.Now().UnixNano()) }
+
+// expired reports whether no datagram has passed for the idle timeout.
+func (a *streamAssoc) expired(now time.Time) bool {
+	return a.idle > 0 && now.Sub(time.Unix(0, a.last.Load())) >= a.idle
+}
+
+// close ends the association: its socket closes, its goroutines end, and
+// its audit record is written with why it ended (nil: the connection
+// ended in order).
+func (a *streamAssoc) close(why error) {
+	a.end()
+	a.conn.Close()
+	a.wg.Wait()
+	a.ss.auditAssoc(a, proto.ExtRequest{}, why)
+}
+
+// send handles a DATAGRAM from the client on the control loop: a
+// destination admitted before is sent to at once; any other waits for
+// the admitting goroutine, or is dropped when too many wait.
+func (a *streamAssoc) send(g proto.Datagram) {
+	if len(g.Payload) > maxPayloadFor(g.Addr) {
+		a.dropped.Add(1)
+		return
+	}
+	a.mu.Lock()
+	dst, ok := a.allowed[g.Addr]
+	a.mu.Unlock()
+	if ok {
+		a.sendTo(dst, g.Payload)
+		return
+	}
+	select {
+	case a.queue <- streamDatagram{to: g.Addr, payload: append([]byte(nil), g.Payload...)}:
+	default:
+		a.dropped.Add(1)
+	}
+}
+
+// maxPayloadFor is the largest UDP payload to an address: 65507 bytes
+// over IPv4, 65527 over IPv6 (no jumbograms), 65507 for a name, whose
+// address is not known yet.
+func maxPayloadFor(t proto.Addr) int {
+	if t.FQDN == "" && t.IP.Is6() && !t.IP.Is4In6() {
+		return 65527
+	}
+	return 65507
+}
+
+// sendTo sends one datagram and remembers dst as a peer whose replies
+// may come back.
+func (a *streamAssoc) sendTo(dst netip.AddrPort, payload []byte) {
+	a.mu.Lock()
+	if _, ok := a.peers[dst]; !ok && len(a.peers) >= maxUDPPeers {
+		a.sweepPeersLocked(time.Now())
+	}
+	if _, ok := a.peers[dst]; ok || len(a.peers) < maxUDPPeers {
+		a.peers[dst] = time.Now().UnixNano()
+	}
+	a.mu.Unlock()
+	to := dst
+	if to.Addr().Is4() {
+		// The socket is dual-stack: IPv4 goes as IPv4-mapped.
+		to = netip.AddrPortFrom(netip.AddrFrom16(to.Addr().As16()), to.Port())
+	}
+	if _, err := a.conn.WriteToUDPAddrPort(payload, to); err != nil {
+		a.dropped.Add(1)
+		return
+	}
+	a.up.Add(int64(len(payload)))
+	a.upN.Add(1)
+	a.touch()
+}
+
+// sweepPeersLocked forgets peers not sent to within the idle timeout
+// (all of them if there is none and the table is full).
+func (a *streamAssoc) sweepPeersLocked(now time.Time) {
+	for p, t := range a.peers {
+		if a.idle == 0 || now.Sub(time.Unix(0, t)) >= a.idle {
+			delete(a.peers, p)
+		}
+	}
+	if len(a.peers) >= maxUDPPeers {
+		clear(a.peers)
+	}
+}
+
+// isPeer reports whether src may send to the client: the association
+// sent to it within the idle timeout.
+func (a *streamAssoc) isPeer(src netip.AddrPort, now time.Time) bool {
+	a.mu.Lock()
+	t, ok := a.peers[src]
+	a.mu.Unlock()
+	return ok && (a.idle == 0 || now.Sub(time.Unix(0, t)) < a.idle)
+}
+
+// admitLoop admits the destinations of queued datagrams (policy, guard,
+// resolution) and sends them.
+func (a *streamAssoc) admitLoop() {
+	defer a.wg.Done()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case d := <-a.queue:
+			a.mu.Lock()
+			dst, ok := a.allowed[d.to]
+			a.mu.Unlock()
+			if !ok {
+				if dst, ok = a.admit(d.to); !ok {
+					a.dropped.Add(1)
+					continue
+				}
+				a.mu.Lock()
+				if len(a.allowed) >= maxUDPPeers {
+					clear(a.allowed)
+				}
+				a.allowed[d.to] = dst
+				a.mu.Unlock()
+			}
+			if len(d.payload) > maxPayloadFor(proto.AddrFromAddrPort(dst)) {
+				a.dropped.Add(1)
+				continue
+			}
+			a.sendTo(dst, d.payload)
+		}
+	}
+}
+
+// admit resolves a destination and checks it against guard and policy,
+// as UDP ASSOCIATE does (the rules for "udp").
+func (a *streamAssoc) admit(t proto.Addr) (netip.AddrPort, bool) {
+	ss := a.ss
+	ctx, cancel := context.WithTimeout(a.ctx, ss.s.dialTimeout())
+	defer cancel()
+	r := Request{User: ss.user, Client: ss.client, Command: proto.CommandUDPAssociate, Target: t}
+	if p := ss.st.Policy; p != nil {
+		if err := p.Allow(ctx, &r); err != nil {
+			return netip.AddrPort{}, false
+		}
+	}
+	var ips []netip.Addr
+	if t.FQDN == "" {
+		ip := t.IP.Unmap()
+		if err := ss.allowIPFor(ctx, &r, ip); err != nil {
+			return netip.AddrPort{}, false
+		}
+		ips = []netip.Addr{ip}
+	} else {
+		ans, err := ss.s.resolveAll(ctx, t.FQDN, a.fam)
+		if err != nil {
+			return netip.AddrPort{}, false
+		}
+		for _, x := range ans {
+			if ip := x.Addr.Unmap(); ss.allowIPFor(ctx, &r, ip) == nil {
+				ips = append(ips, ip)
+				break
+			}
+		}
+	}
+	if len(ips) == 0 || t.Port == 0 {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ips[0], t.Port), true
+}
+
+// fromOutside reads datagrams from the outside and passes those from
+// peers to the client as DATAGRAM frames. While the client's connection
+// is congested the socket's buffer fills and the kernel drops what does
+// not fit: datagrams are dropped rather than queued (the draft's DATAGRAM
+// section).
+func (a *streamAssoc) fromOutside() {
+	defer a.wg.Done()
+	// The frame is built in place: type, length and association ID
+	// (at most 8+8+8 bytes), ATYP, IPv6 address and port before the
+	// payload, which is read at a fixed offset and never copied.
+	const room = 8 + 8 + 8 + 1 + 16 + 2
+	buf := make([]byte, room+maxUDPPayload)
+	var hdr [room]byte
+	for {
+		n, src, err := a.conn.ReadFromUDPAddrPort(buf[room:])
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		if !a.isPeer(src, now) {
+			continue
+		}
+		h := appendDatagramHeader(hdr[:0], a.id, src, n)
+		start := room - len(h)
+		copy(buf[start:room], h)
+		if err := a.ss.writeFrameBytes(buf[start : room+n]); err != nil {
+			return
+		}
+		a.down.Add(int64(n))
+		a.downN.Add(1)
+		a.touch()
+	}
+}
+
+// appendDatagramHeader appends the header of a DATAGRAM frame from src
+// with an n-byte payload: type, length, association ID, address.
+func appendDatagramHeader(b []byte, id uint64, src netip.AddrPort, n int) []byte {
+	// Neither can fail: the ID is below MaxVarint and the address is IP.
+	addr, _ := proto.AddrFromAddrPort(src).AppendBinary(nil)
+	idb, _ := proto.AppendVarint(nil, id)
+	b, _ = proto.AppendVarint(b, uint64(proto.FrameDatagram))
+	b, _ = proto.AppendVarint(b, uint64(len(idb)+len(addr)+n))
+	b = append(b, idb...)
+	return append(b, addr...)
+}
+
+// writeFrameBytes writes an encoded frame on the control connection,
+// serialized with writeFrame. A write that fails may have sent part of
+// the frame: the connection is closed, which ends the session.
+func (ss *session) writeFrameBytes(b []byte) error {
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	ss.c.SetWriteDeadline(time.Now().Add(ss.s.handshakeTimeout()))
+	if _, err := ss.c.Write(b); err != nil {
+		ss.c.Close()
+		return err
+	}
+	return nil
+}
+
+// auditAssoc writes one record per association: who, its external port,
+// datagrams and bytes each way, drops, how long, and how it ended; or,
+// with a nil association, the refused request.
+func (ss *session) auditAssoc(a *streamAssoc, req proto.ExtRequest, err error) {
+	log := ss.s.logger()
+	if !log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("client", ss.client.String()),
+		slog.String("user", ss.user),
+		slog.String("cmd", "udp"),
+	}
+	code := proto.ReplySucceeded
+	if err != nil && a == nil {
+		code = replyCode(err)
+	}
+	if a != nil {
+		attrs = append(attrs,
+			slog.Uint64("assoc", a.id),
+			slog.String("bound", addrPortOf(a.conn.LocalAddr()).String()),
+			slog.Int64("dgrams_up", a.upN.Load()),
+			slog.Int64("dgrams_down", a.downN.Load()),
+			slog.Int64("bytes_up", a.up.Load()),
+			slog.Int64("bytes_down", a.down.Load()),
+			slog.Int64("dropped", a.dropped.Load()),
+			slog.Duration("dur", time.Since(a.start).Round(time.Millisecond)))
+	}
+	attrs = append(attrs, slog.String("reply", code.String()))
+	if err != nil {
+		attrs = append(attrs, slog.Any("err", err))
+	}
+	log.LogAttrs(context.Background(), slog.LevelInfo, "udp", attrs...)
+}

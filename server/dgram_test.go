@@ -1,0 +1,249 @@
+package server_test
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socks6/socks6/internal/socks6test"
+	"github.com/socks6/socks6/proto"
+	"github.com/socks6/socks6/server"
+)
+
+// UDP in the stream (command UDP, DATAGRAM frames), spoken with proto
+// directly against a real gateway and real UDP sockets on loopback.
+
+// udpOpen asks for an association and returns its REPLY.
+func udpOpen(t *testing.T, c net.Conn, id uint64, opts proto.Options) proto.ExtReply {
+	t.Helper()
+	extSend(t, c, proto.ExtRequest{ID: id, Command: proto.CommandUDP, Addr: proto.Addr{IP: netip.IPv4Unspecified()}, Options: opts})
+	r := extReply(t, c, proto.CommandUDP)
+	if r.ID != id {
+		t.Fatalf("REPLY for request %d, want %d", r.ID, id)
+	}
+	return r
+}
+
+// udpNext reads frames until a DATAGRAM and decodes it.
+func udpNext(t *testing.T, c net.Conn) proto.Datagram {
+	t.Helper()
+	for {
+		f := extReadFrame(t, c)
+		if f.Type != proto.FrameDatagram {
+			continue
+		}
+		g, err := proto.ParseDatagram(f.Value)
+		if err != nil {
+			t.Fatalf("DATAGRAM: %v", err)
+		}
+		return g
+	}
+}
+
+func udpAddr(ap *net.UDPAddr) proto.Addr {
+	return proto.AddrFromAddrPort(ap.AddrPort())
+}
+
+// udpPing sends PING and waits for its PONG: every frame sent before it
+// has been handled, and every datagram the gateway sent before the PONG
+// came first.
+func udpPing(t *testing.T, c net.Conn, tag byte) []proto.Datagram {
+	t.Helper()
+	op := [8]byte{tag}
+	extSend(t, c, proto.Ping{Opaque: op})
+	var got []proto.Datagram
+	for {
+		f := extReadFrame(t, c)
+		switch f.Type {
+		case proto.FramePong:
+			if p, _ := proto.ParsePong(f.Value); p.Opaque == op {
+				return got
+			}
+		case proto.FrameDatagram:
+			g, err := proto.ParseDatagram(f.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, g)
+		}
+	}
+}
+
+func TestStreamUDP(t *testing.T) {
+	e2eCheckLeaks(t)
+	audit := e2eNewAudit()
+	st := server.Settings{Policy: &server.Rules{Rules: []server.Rule{
+		{Action: server.Deny, Ports: []server.PortRange{{Lo: 9, Hi: 9}}},
+	}}}
+	s := &server.Server{HandshakeTimeout: e2eWait, Settings: st, Logger: audit.logger(),
+		Resolver: &extStub{names: map[string][]netip.Addr{"echo.test": {netip.MustParseAddr("127.0.0.1")}}}}
+	s.Settings.Guard.AllowLoopback = true
+	gw := startGateway(t, s)
+	echo := socks6test.UDPEchoServer(t)
+
+	c, ack := extHello(t, gw, "", "")
+	defer c.Close()
+	if !ack.Features.Has(proto.FeatureUDP) {
+		t.Fatalf("features %v lack UDP", ack.Features)
+	}
+	if l, ok := ack.Options.Limits(); !ok || l.MaxUDPAssocs != 16 {
+		t.Fatalf("LIMITS %+v, %v: want 16 UDP associations", l, ok)
+	}
+	r := udpOpen(t, c, 1, nil)
+	if r.Code != proto.ReplySucceeded || r.AssocID == 0 {
+		t.Fatalf("REPLY %+v, want success with an association ID", r)
+	}
+	if d, ok := r.Options.IdleTimeout(); !ok || d != 5*time.Minute {
+		t.Errorf("IDLE_TIMEOUT %v, %v: want the gateway's 5m", d, ok)
+	}
+	pubs := r.Options.PublicAddrs()
+	if len(pubs) != 1 || pubs[0].IP != netip.MustParseAddr("127.0.0.1") || pubs[0].Port == 0 {
+		t.Fatalf("PUBLIC_ADDR %v, want 127.0.0.1 and the association's port", pubs)
+	}
+	ext := net.UDPAddrFromAddrPort(netip.AddrPortFrom(pubs[0].IP, pubs[0].Port))
+
+	t.Run("echo", func(t *testing.T) {
+		for _, payload := range [][]byte{[]byte("ping"), {}, bytes.Repeat([]byte{0xa5}, 60000)} {
+			extSend(t, c, proto.Datagram{AssocID: r.AssocID, Addr: udpAddr(echo), Payload: payload})
+			g := udpNext(t, c)
+			if g.AssocID != r.AssocID || g.Addr != udpAddr(echo) || !bytes.Equal(g.Payload, payload) {
+				t.Fatalf("got assoc %d from %v, %d bytes; want %d from %v, %d bytes",
+					g.AssocID, g.Addr, len(g.Payload), r.AssocID, echo, len(payload))
+			}
+		}
+	})
+
+	t.Run("name", func(t *testing.T) {
+		extSend(t, c, proto.Datagram{AssocID: r.AssocID, Addr: proto.Addr{FQDN: "echo.test", Port: uint16(echo.Port)}, Payload: []byte("by name")})
+		g := udpNext(t, c)
+		if g.Addr != udpAddr(echo) || string(g.Payload) != "by name" {
+			t.Fatalf("got %q from %v, want the echo from %v", g.Payload, g.Addr, echo)
+		}
+	})
+
+	t.Run("filtering", func(t *testing.T) {
+		// A stranger's datagram to the association's port is not
+		// passed on until the association has sent to the stranger.
+		stranger, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stranger.Close()
+		if _, err := stranger.WriteToUDP([]byte("unasked"), ext); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if got := udpPing(t, c, 1); len(got) != 0 {
+			t.Fatalf("a stranger's datagram reached the client: %+v", got)
+		}
+		extSend(t, c, proto.Datagram{AssocID: r.AssocID, Addr: udpAddr(stranger.LocalAddr().(*net.UDPAddr)), Payload: []byte("hello")})
+		buf := make([]byte, 64)
+		stranger.SetReadDeadline(time.Now().Add(e2eWait))
+		n, from, err := stranger.ReadFromUDPAddrPort(buf)
+		if err != nil || string(buf[:n]) != "hello" || from.Port() != uint16(ext.Port) {
+			t.Fatalf("stranger got %q from %v (%v), want hello from port %d", buf[:n], from, err, ext.Port)
+		}
+		if _, err := stranger.WriteToUDP([]byte("answer"), ext); err != nil {
+			t.Fatal(err)
+		}
+		g := udpNext(t, c)
+		if string(g.Payload) != "answer" || g.Addr != udpAddr(stranger.LocalAddr().(*net.UDPAddr)) {
+			t.Fatalf("got %q from %v, want the answer", g.Payload, g.Addr)
+		}
+	})
+
+	t.Run("dropped", func(t *testing.T) {
+		// Denied by policy, unresolvable, port 0, unknown association:
+		// dropped without an answer, and the session goes on.
+		extSend(t, c, proto.Datagram{AssocID: r.AssocID, Addr: proto.Addr{IP: netip.MustParseAddr("127.0.0.1"), Port: 9}, Payload: []byte("denied")})
+		extSend(t, c, proto.Datagram{AssocID: r.AssocID, Addr: proto.Addr{FQDN: "nx.test", Port: 7}, Payload: []byte("nx")})
+		extSend(t, c, proto.Datagram{AssocID: r.AssocID, Addr: proto.Addr{IP: netip.MustParseAddr("127.0.0.1"), Port: 0}, Payload: []byte("port 0")})
+		extSend(t, c, proto.Datagram{AssocID: r.AssocID + 100, Addr: udpAddr(echo), Payload: []byte("unknown")})
+		time.Sleep(100 * time.Millisecond)
+		if got := udpPing(t, c, 2); len(got) != 0 {
+			t.Fatalf("dropped datagrams got answers: %+v", got)
+		}
+	})
+
+	t.Run("quota", func(t *testing.T) {
+		c2, _ := extHello(t, gw, "", "")
+		defer c2.Close()
+		for i := uint64(1); i <= 16; i++ {
+			if r := udpOpen(t, c2, i, nil); r.Code != proto.ReplySucceeded {
+				t.Fatalf("association %d: %v", i, r.Code)
+			}
+		}
+		if r := udpOpen(t, c2, 17, nil); r.Code != proto.ReplyQuotaExceeded {
+			t.Fatalf("association 17: %v, want quota exceeded", r.Code)
+		}
+		// A connection-consuming request is refused while associations
+		// live on the connection.
+		extSend(t, c2, proto.ExtRequest{ID: 18, Command: proto.CommandConnect, Addr: udpAddr(echo)})
+		if r := extReply(t, c2, proto.CommandConnect); r.Code != proto.ReplyMalformedRequest {
+			t.Fatalf("CONNECT after UDP: %v, want malformed", r.Code)
+		}
+	})
+
+	t.Run("idle", func(t *testing.T) {
+		c3, _ := extHello(t, gw, "", "")
+		defer c3.Close()
+		r := udpOpen(t, c3, 1, proto.Options{proto.IdleTimeoutOption(time.Second)})
+		if d, ok := r.Options.IdleTimeout(); !ok || d != time.Second {
+			t.Fatalf("IDLE_TIMEOUT %v, %v: want the 1s asked for", d, ok)
+		}
+		extSend(t, c3, proto.Datagram{AssocID: r.AssocID, Addr: udpAddr(echo), Payload: []byte("before")})
+		if g := udpNext(t, c3); string(g.Payload) != "before" {
+			t.Fatalf("got %q", g.Payload)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		extSend(t, c3, proto.Datagram{AssocID: r.AssocID, Addr: udpAddr(echo), Payload: []byte("after")})
+		time.Sleep(100 * time.Millisecond)
+		if got := udpPing(t, c3, 3); len(got) != 0 {
+			t.Fatalf("an idle association still relays: %+v", got)
+		}
+		// The connection itself stays usable.
+		if r := udpOpen(t, c3, 2, nil); r.Code != proto.ReplySucceeded {
+			t.Fatalf("new association after idle: %v", r.Code)
+		}
+	})
+
+	t.Run("bad", func(t *testing.T) {
+		c4, _ := extHello(t, gw, "", "")
+		extSend(t, c4, proto.ExtRequest{ID: 1, Command: proto.CommandUDP, Addr: udpAddr(echo)})
+		if r := extReply(t, c4, proto.CommandUDP); r.Code != proto.ReplyMalformedRequest {
+			t.Fatalf("UDP with an address: %v, want malformed", r.Code)
+		}
+		c4.Close()
+		c5, _ := extHello(t, gw, "", "")
+		extSendRaw(t, c5, proto.Frame{Type: proto.FrameDatagram, Value: []byte{1, 9}}) // ATYP 9
+		extExpectClose(t, c5, proto.ReplyMalformedRequest)
+	})
+
+	c.Close()
+	e2eSessionsDrop(t, s, 0)
+	// One record per association, with its datagrams and bytes.
+	var rec string
+	deadline := time.Now().Add(e2eWait)
+	for time.Now().Before(deadline) {
+		audit.mu.Lock()
+		log := audit.buf.String()
+		audit.mu.Unlock()
+		for _, line := range strings.Split(log, "\n") {
+			if strings.Contains(line, `"msg":"udp"`) && strings.Contains(line, `"assoc":1,`) && strings.Contains(line, `"client":"`+c.LocalAddr().String()) {
+				rec = line
+			}
+		}
+		if rec != "" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, want := range []string{`"dgrams_up":5`, `"dgrams_down":5`, `"bytes_up":60016`, `"dropped":3`, `"reply":"succeeded"`} {
+		if !strings.Contains(rec, want) {
+			t.Errorf("audit record %s lacks %s", rec, want)
+		}
+	}
+}
