@@ -89,9 +89,12 @@
 //   - getpeername on a socket the supervisor connected: the address the
 //     program asked for (the fake address and port, or the literal).
 //   - UDP to anywhere else (not loopback, the gateway's address or
-//     Direct): through the gateway by UDP ASSOCIATE (RFC 1928), one
-//     association per socket, made at its first datagram (see
-//     udp_linux.go). sendto, sendmsg and sendmmsg with an address are
+//     Direct): through the gateway, one association per socket, made at
+//     its first datagram (see udp_linux.go): in the TCP stream
+//     (client.Dialer.ListenPacket, DATAGRAM frames) when the gateway
+//     offers the extensions' UDP feature, so it works across NAT and
+//     firewalls; else by UDP ASSOCIATE (RFC 1928), which needs the
+//     gateway's relay address reachable by UDP. sendto, sendmsg and sendmmsg with an address are
 //     emulated (UDP_SEGMENT offload is split into its datagrams); connect
 //     points the socket at the supervisor's loopback ingress, which
 //     costs nothing upstream (resolvers connect UDP sockets just to sort
@@ -126,9 +129,7 @@
 //
 // # Not done yet
 //
-// In-stream UDP (UDP over the TCP control connection, for gateways
-// whose UDP relay the supervisor cannot reach, across NAT or a
-// firewall); publishing again after the gateway's session ended;
+// Publishing again after the gateway's session ended;
 // getsockname on outgoing connections (reports the program's end of its
 // connection to the gateway, or of a UDP socket's to the ingress on
 // loopback); UDP_SEGMENT in sendmmsg;

@@ -2,10 +2,17 @@
 
 package socksify
 
-// UDP through the gateway, by classic UDP ASSOCIATE (RFC 1928, section
-// 7): a TCP control connection from the supervisor to the gateway, and
-// datagrams between a supervisor socket and the gateway's relay address,
-// each with the 10-byte (or, for a name, longer) header.
+// UDP through the gateway. When the gateway offers UDP in the stream
+// (the SOCKS6 extensions' UDP feature, which socks6d has), each
+// association is a session of its own whose datagrams travel inside the
+// TCP connection as DATAGRAM frames (client.PacketConn): it works
+// wherever the TCP connection works, across NAT and firewalls. Otherwise
+// (a plain SOCKS5 gateway, socks5:// or ext=off) it is classic UDP
+// ASSOCIATE (RFC 1928, section 7): a TCP control connection from the
+// supervisor to the gateway, and datagrams between a supervisor socket
+// and the gateway's relay address, each with the 10-byte (or, for a
+// name, longer) header. Inside the supervisor datagrams carry that header
+// either way; the in-stream path takes it off again.
 //
 // There is one association per program socket (keyed by socket inode,
 // like everything else), created when the socket sends its first
@@ -56,6 +63,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -72,6 +80,11 @@ const (
 	udpMaxDests     = 1024        // destinations an association remembers
 	udpMaxPayload   = 65507       // the largest UDP payload over IPv4
 	udpRelayBufSize = proto.MaxUDPHeaderLen + 65535
+	// udpStreamWriteWait bounds how long an in-stream datagram may wait
+	// for the TCP connection to the gateway (the sender may be the
+	// notification loop); a datagram that cannot go out by then is
+	// dropped, as a full socket buffer would drop it.
+	udpStreamWriteWait = 100 * time.Millisecond
 )
 
 var (
@@ -85,6 +98,10 @@ var (
 type udpRelay struct {
 	sup *supervisor
 	log *slog.Logger
+
+	// noStream is set once the gateway turned out not to offer UDP in
+	// the stream: later associations go straight to UDP ASSOCIATE.
+	noStream atomic.Bool
 
 	in4, in6     *net.UDPConn // ingress: connected sockets are connected here (in6 is nil without ::1)
 	dead4, dead6 *net.UDPConn // dead ends: connected to themselves, so datagrams from anyone else are refused
@@ -559,8 +576,10 @@ type udpAssoc struct {
 	start       time.Time
 	ready       chan struct{} // closed when made, or failed
 
-	// Set before ready is closed.
+	// Set before ready is closed: pc for UDP in the stream, else ctrl,
+	// up and relay for UDP ASSOCIATE.
 	err   error
+	pc    *client.PacketConn
 	ctrl  net.Conn
 	up    *net.UDPConn
 	relay netip.AddrPort
@@ -655,12 +674,7 @@ func (a *udpAssoc) establish() {
 	}
 	if err != nil {
 		a.err = err
-		if a.ctrl != nil {
-			a.ctrl.Close()
-		}
-		if a.up != nil {
-			a.up.Close()
-		}
+		a.closeConns()
 		a.mu.Lock()
 		a.state = assocFailed
 		a.queue = nil
@@ -687,8 +701,7 @@ func (a *udpAssoc) establish() {
 	a.mu.Lock()
 	if a.state == assocClosed {
 		a.mu.Unlock()
-		a.ctrl.Close()
-		a.up.Close()
+		a.closeConns()
 		close(a.ready)
 		return
 	}
@@ -698,22 +711,59 @@ func (a *udpAssoc) establish() {
 	a.mu.Unlock()
 	close(a.ready)
 	for _, b := range q {
-		a.up.WriteToUDPAddrPort(b, a.relay)
+		a.send(b)
 	}
-	a.r.wg.Add(2)
-	go a.readLoop()
-	go a.watchControl()
-	sup.log.Debug("socksify: udp: association made", "dst", a.first, "target", a.firstTarget, "relay", a.relay, "dur", time.Since(a.start))
+	relay := a.relay.String()
+	if a.pc != nil {
+		relay = "in-stream, " + a.pc.LocalAddr().String()
+		a.r.wg.Add(1)
+		go a.readStream()
+	} else {
+		a.r.wg.Add(2)
+		go a.readLoop()
+		go a.watchControl()
+	}
+	sup.log.Debug("socksify: udp: association made", "dst", a.first, "target", a.firstTarget, "relay", relay, "dur", time.Since(a.start))
 	if sup.onConnect != nil {
 		sup.onConnect(ev)
 	}
 }
 
-// handshake reaches the gateway and asks for UDP ASSOCIATE, naming the
+// closeConns closes whatever the handshake opened.
+func (a *udpAssoc) closeConns() {
+	if a.pc != nil {
+		a.pc.Close()
+	}
+	if a.ctrl != nil {
+		a.ctrl.Close()
+	}
+	if a.up != nil {
+		a.up.Close()
+	}
+}
+
+// handshake reaches the gateway and opens the association: UDP in the
+// stream if the gateway offers it, else UDP ASSOCIATE, naming the
 // address the datagrams will come from.
 func (a *udpAssoc) handshake(ctx context.Context) error {
 	sup := a.r.sup
 	d := sup.dialer
+	if d.Extensions != client.ExtOff && !a.r.noStream.Load() {
+		pc, err := d.ListenPacket(ctx)
+		if err == nil {
+			a.pc = pc
+			return nil
+		}
+		if !errors.Is(err, client.ErrNoExtensions) {
+			return err
+		}
+		if d.Extensions == client.ExtRequire {
+			return errUDPExtRequired
+		}
+		// A plain SOCKS5 gateway, or extensions without UDP: asking
+		// again would cost every association a refused session.
+		a.r.noStream.Store(true)
+	}
 	if d.Extensions == client.ExtRequire {
 		return errUDPExtRequired
 	}
@@ -758,11 +808,34 @@ func (a *udpAssoc) wait(ctx context.Context) error {
 	}
 }
 
-// send sends a framed datagram to the relay; the association is up.
+// send sends a framed datagram to the relay, or in the stream; the
+// association is up.
 func (a *udpAssoc) send(framed []byte) error {
-	_, err := a.up.WriteToUDPAddrPort(framed, a.relay)
+	if a.pc == nil {
+		_, err := a.up.WriteToUDPAddrPort(framed, a.relay)
+		return err
+	}
+	h, hn, err := proto.ParseUDPHeader(framed)
+	if err != nil {
+		return err
+	}
+	var to net.Addr
+	if h.Addr.FQDN != "" {
+		to = nameAddr(h.Addr.String())
+	} else {
+		to = net.UDPAddrFromAddrPort(netip.AddrPortFrom(h.Addr.IP, h.Addr.Port))
+	}
+	a.pc.SetWriteDeadline(time.Now().Add(udpStreamWriteWait))
+	_, err = a.pc.WriteTo(framed[hn:], to)
 	return err
 }
+
+// nameAddr is a destination given by name ("name:port"), which the
+// gateway resolves.
+type nameAddr string
+
+func (nameAddr) Network() string  { return "udp" }
+func (n nameAddr) String() string { return string(n) }
 
 // sendOrQueue sends a framed datagram, or holds it while the association
 // is being made; it drops it if the association failed or ended.
@@ -805,6 +878,29 @@ func (a *udpAssoc) readLoop() {
 		from, _ := h.Addr.AddrPort()
 		a.deliver(from, buf[hn:n])
 	}
+}
+
+// readStream delivers the datagrams that come in the stream; it ends
+// the association when the session ends.
+func (a *udpAssoc) readStream() {
+	defer a.r.wg.Done()
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := a.pc.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		if ua, ok := from.(*net.UDPAddr); ok {
+			a.deliver(ua.AddrPort(), buf[:n])
+		}
+	}
+	a.mu.Lock()
+	closed := a.state == assocClosed
+	a.mu.Unlock()
+	if !closed {
+		a.r.log.Debug("socksify: udp: the gateway ended the association", "dst", a.first)
+	}
+	a.close()
 }
 
 // deliver sends a reply's payload to the program's socket: from the
@@ -884,8 +980,7 @@ func (a *udpAssoc) close() {
 	a.queue = nil
 	a.mu.Unlock()
 	if prev == assocUp {
-		a.ctrl.Close()
-		a.up.Close()
+		a.closeConns()
 	}
 	// A pending association closes its sockets when establish sees the
 	// state; a failed one has none left.

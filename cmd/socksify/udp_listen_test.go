@@ -24,9 +24,18 @@ import (
 
 // udpSessions returns the gateway's audit records of UDP associations.
 func udpSessions(g *gateway) []map[string]any {
+	return udpRecords(g, "")
+}
+
+// udpRecords returns the gateway's records of UDP associations that
+// ended: "udp" records of in-stream associations (kind "stream"),
+// "session" records of UDP ASSOCIATE (kind "classic"), or both ("").
+func udpRecords(g *gateway, kind string) []map[string]any {
 	var out []map[string]any
 	for _, r := range g.records() {
-		if r["msg"] == "session" && r["cmd"] == "udp-associate" {
+		stream := r["msg"] == "udp" && r["assoc"] != nil
+		classic := r["msg"] == "session" && r["cmd"] == "udp-associate"
+		if stream && kind != "classic" || classic && kind != "stream" {
 			out = append(out, r)
 		}
 	}
@@ -75,20 +84,31 @@ func TestUDP(t *testing.T) {
 
 	// Unconnected and connected sockets, by name and to a literal
 	// address: every source the program sees is the address it sent to.
+	// Both ways to the gateway: UDP in the stream, which socks6d offers
+	// and socksify prefers, and classic UDP ASSOCIATE, which a plain
+	// SOCKS5 gateway (here: socks5://) leaves.
 	v6port := l.udpEcho("[" + literalV6 + "]:0")
 	for _, tc := range []struct {
 		name, host string
 		port       int
 		fake       bool
+		kind       string // of the associations: "stream" or "classic"
 	}{
-		{"by_name", "udp.test", l.udpPort, true},
-		{"literal_v6", literalV6, v6port, false},
+		{"by_name", "udp.test", l.udpPort, true, "stream"},
+		{"literal_v6", literalV6, v6port, false, "stream"},
+		{"classic_by_name", "udp.test", l.udpPort, true, "classic"},
+		{"classic_literal_v6", literalV6, v6port, false, "classic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			t0 := time.Now()
-			p := l.socksify(py, script, "assoc", tc.host, strconv.Itoa(tc.port))
+			proxy := l.gw.addr
+			if tc.kind == "classic" {
+				proxy = "socks5://" + l.gw.addr
+			}
+			p := l.start(runOpts{}, socksifyBin, "-proxy", proxy, "-v", "--", py, script, "assoc", tc.host, strconv.Itoa(tc.port)).wait()
+			l.checkNoLeak(p.desc)
 			expectExit(t, p, 0)
 			out := p.stdout.String()
 			m := regexp.MustCompile(`resolved: (\S+)`).FindStringSubmatch(out)
@@ -111,14 +131,15 @@ func TestUDP(t *testing.T) {
 			} {
 				expectContains(t, "udpclient assoc", out, want)
 			}
-			// One association per socket: two, which end (the sweep
-			// notices the closed sockets) and are logged.
-			if !socks6test.WaitFor(5*time.Second, func() bool { return since(udpSessions(l.gw), t0) >= 2 }) {
-				t.Errorf("the gateway logged %d UDP associations, want 2", since(udpSessions(l.gw), t0))
+			// One association per socket, of the kind asked for: two,
+			// which end (the sweep notices the closed sockets) and are
+			// logged.
+			if !socks6test.WaitFor(5*time.Second, func() bool { return since(udpRecords(l.gw, tc.kind), t0) >= 2 }) {
+				t.Errorf("the gateway logged %d %s UDP associations, want 2", since(udpRecords(l.gw, tc.kind), t0), tc.kind)
 			}
 			time.Sleep(200 * time.Millisecond)
-			if n := since(udpSessions(l.gw), t0); n != 2 {
-				t.Errorf("the gateway logged %d UDP associations, want 2", n)
+			if n, all := since(udpRecords(l.gw, tc.kind), t0), since(udpSessions(l.gw), t0); n != 2 || all != 2 {
+				t.Errorf("the gateway logged %d %s UDP associations (%d of any kind), want 2", n, tc.kind, all)
 			}
 			if n := strings.Count(p.stderr.String(), " udp "); n != 2 {
 				t.Errorf("socksify -v printed %d udp lines, want 2:\n%s", n, p.stderr.String())
