@@ -13,10 +13,13 @@
 //	                    ssh -R: LISTEN, print the public address, take each
 //	                    caller and connect it to HOST:PORT
 //	resolve NAME        every address of NAME with its TTL (RESOLVE)
+//	udp HOST:PORT       each line of standard input as a datagram to
+//	                    HOST:PORT inside the connection to the gateway
+//	                    (UDP in the stream), the replies to standard output
 //	version             the version
 //
 // main.go turns the command line into a client.Dialer and the options of
-// a subcommand; the work is done by connect, listen and resolve, which
+// a subcommand; the work is done by connect, listen, resolve and udpExchange, which
 // take a context and the standard files as io.Reader and io.Writer so
 // that tests run them in-process. Only this package reads flags and the
 // environment (SOCKS6_PROXY, SOCKS6_PASSWORD), handles SIGINT and

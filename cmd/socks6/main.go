@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, e env) int {
 		return flagError(e.stderr, "socks6", err, usage)
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintln(e.stderr, "socks6: no subcommand; want connect, listen, resolve or version")
+		fmt.Fprintln(e.stderr, "socks6: no subcommand; want connect, listen, resolve, udp or version")
 		fmt.Fprintln(e.stderr, "Run 'socks6 -h' for usage.")
 		return exitUsage
 	}
@@ -69,6 +69,8 @@ func run(ctx context.Context, args []string, e env) int {
 		return runListen(ctx, args, &g, e)
 	case "resolve":
 		return runResolve(ctx, args, &g, e)
+	case "udp":
+		return runUDP(ctx, args, &g, e)
 	case "version":
 		if len(args) > 0 {
 			fmt.Fprintf(e.stderr, "socks6 version: unexpected argument %q\n", args[0])
@@ -80,7 +82,7 @@ func run(ctx context.Context, args []string, e env) int {
 		usage(e.stderr)
 		return exitOK
 	}
-	fmt.Fprintf(e.stderr, "socks6: unknown subcommand %q; want connect, listen, resolve or version\n", name)
+	fmt.Fprintf(e.stderr, "socks6: unknown subcommand %q; want connect, listen, resolve, udp or version\n", name)
 	fmt.Fprintln(e.stderr, "Run 'socks6 -h' for usage.")
 	return exitUsage
 }
@@ -105,6 +107,36 @@ func runConnect(ctx context.Context, args []string, g *globalFlags, e env) int {
 	}
 	log := &logger{w: e.stderr, verbose: g.verbose}
 	return exit(ctx, e.stderr, connect(ctx, d, pos[0], e.stdin, e.stdout, log))
+}
+
+// runUDP is "socks6 udp [-wait D] [-replies N] HOST:PORT".
+func runUDP(ctx context.Context, args []string, g *globalFlags, e env) int {
+	fs := newFlagSet("socks6 udp")
+	g.define(fs)
+	var o udpOptions
+	o.define(fs)
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return flagError(e.stderr, "socks6 udp", err, udpUsage)
+	}
+	if len(pos) != 1 {
+		return usageError(e.stderr, "socks6 udp", "want one HOST:PORT argument")
+	}
+	if err := checkHostPort(pos[0]); err != nil {
+		return usageError(e.stderr, "socks6 udp", err.Error())
+	}
+	if o.wait < 0 || o.replies < 0 {
+		return usageError(e.stderr, "socks6 udp", "-wait and -replies must not be negative")
+	}
+	if g.ext == extFlag(client.ExtOff) {
+		return usageError(e.stderr, "socks6 udp", "-ext off: UDP in the stream needs the SOCKS6 extensions")
+	}
+	d, code := g.dialer(e)
+	if d == nil {
+		return code
+	}
+	log := &logger{w: e.stderr, verbose: g.verbose}
+	return exit(ctx, e.stderr, udpExchange(ctx, d, pos[0], o, e.stdin, e.stdout, log))
 }
 
 // runResolve is "socks6 resolve [-4|-6] NAME".

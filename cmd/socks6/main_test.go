@@ -81,6 +81,7 @@ var names = stubResolver{
 	"dual.test":  {answer("192.0.2.1", 300), answer("2001:db8::1", 60), answer("192.0.2.2", 300), answer("2001:db8::2", 60)},
 	"v4.test":    {answer("198.51.100.7", 42)},
 	"empty.test": {},
+	"lo.test":    {answer("127.0.0.1", 30)},
 }
 
 // gatewayOpts configure newGateway.
@@ -966,4 +967,64 @@ func TestListenEnds(t *testing.T) {
 	if code := wait(done); code != 1 || !strings.Contains(stderr.String(), "socks6: the listener on "+addr+" ended: ") {
 		t.Errorf("gateway closed: exit %d, stderr %q; want 1 and \"the listener on %s ended\"", code, stderr.String(), addr)
 	}
+}
+
+func TestUDP(t *testing.T) {
+	socks6test.CheckGoroutines(t, 1)
+	echo := socks6test.UDPEchoServer(t)
+	gw := newGateway(t, gatewayOpts{})
+	in := "one\ntwo\nthree\n"
+	for _, target := range []string{echo.String(), net.JoinHostPort("lo.test", fmt.Sprint(echo.Port))} {
+		t.Run(target, func(t *testing.T) {
+			r := runIn(t, strings.NewReader(in), nil, "-proxy", gw, "udp", "-replies", "3", "-wait", "20s", target)
+			got := strings.SplitAfter(r.stdout, "\n")
+			slices.Sort(got)
+			if r.code != 0 || strings.Join(got, "") != "one\nthree\ntwo\n" {
+				t.Errorf("exit %d, stdout %q, want 0 and the three lines back; stderr:\n%s", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+	t.Run("binary", func(t *testing.T) {
+		// The real process, with -v: every datagram is reported with its
+		// source.
+		r := runBin(t, strings.NewReader("ping\n"), map[string]string{"SOCKS6_PROXY": gw}, "udp", "-v", "-replies", "1", "-wait", "20s", echo.String())
+		if r.code != 0 || r.stdout != "ping\n" || !strings.Contains(r.stderr, "5 bytes from "+echo.String()) {
+			t.Errorf("exit %d, stdout %q, stderr:\n%s", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("wait", func(t *testing.T) {
+		// Nothing answers: socks6 exits 0 after -wait.
+		silent := closedUDPPort(t)
+		start := time.Now()
+		r := runIn(t, strings.NewReader("x\n"), nil, "-proxy", gw, "udp", "-wait", "200ms", silent)
+		if r.code != 0 || r.stdout != "" || time.Since(start) < 200*time.Millisecond {
+			t.Errorf("exit %d after %v, stdout %q; stderr:\n%s", r.code, time.Since(start), r.stdout, r.stderr)
+		}
+	})
+	t.Run("plain_gateway", func(t *testing.T) {
+		plain := newGateway(t, gatewayOpts{plain: true})
+		r := runIn(t, strings.NewReader("x\n"), nil, "-proxy", plain, "udp", echo.String())
+		if r.code != 1 || !strings.Contains(r.stderr, "extensions") {
+			t.Errorf("exit %d, stderr %q: want 1 and a word on the extensions", r.code, r.stderr)
+		}
+	})
+	t.Run("usage", func(t *testing.T) {
+		for _, args := range [][]string{{"udp"}, {"udp", "nohost"}, {"udp", "-wait", "-1s", "a:1"}, {"-ext", "off", "udp", "a:1"}} {
+			if r := runIn(t, nil, nil, args...); r.code != 2 {
+				t.Errorf("socks6 %v: exit %d, want 2; stderr:\n%s", args, r.code, r.stderr)
+			}
+		}
+	})
+}
+
+// closedUDPPort returns a loopback UDP address that nothing reads.
+func closedUDPPort(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	return addr
 }

@@ -37,6 +37,7 @@ func usage(w io.Writer) {
   socks6 [global flags] listen [-exact] [-port N] [-bind ADDR] [-dual-stack]
          [-offer-timeout D] [-allow CIDR,...] -to HOST:PORT
   socks6 [global flags] resolve [-4|-6] NAME
+  socks6 [global flags] udp [-wait D] [-replies N] HOST:PORT
   socks6 version
 
 socks6 is the client of a SOCKS5 gateway such as socks6d, using the SOCKS6
@@ -50,6 +51,8 @@ Subcommands:
            ssh -R: the gateway listens, and each caller is connected to -to;
            the public address is printed to standard output
   resolve  print every address of NAME as the gateway resolves it, with TTLs
+  udp      send each line of standard input to HOST:PORT as a UDP datagram,
+           inside the connection to the gateway, and print the replies
   version  print the version
 
 Global flags (before or after the subcommand):
@@ -85,6 +88,27 @@ the families asked for, exits 1.
 Flags:
 `)
 	printFlags(w, new(resolveOptions).define)
+	fmt.Fprint(w, "\nGlobal flags (before or after the subcommand):\n")
+	printGlobalFlags(w)
+	fmt.Fprint(w, usageTail)
+}
+
+func udpUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage: socks6 [global flags] udp [-wait D] [-replies N] HOST:PORT
+
+Opens a UDP association inside the connection to the gateway (UDP in the
+stream, a SOCKS6 extension: it works wherever TCP to the gateway does),
+sends each line of standard input, newline included, to HOST:PORT as one
+datagram, and writes the payload of every datagram that comes back to
+standard output (with -v, its size and source to standard error). HOST
+may be a name, which the gateway resolves, or an IP address. After the
+end of standard input socks6 waits -wait for replies, or exits as soon
+as -replies datagrams have come back. Only datagrams from HOST:PORT, or
+other destinations sent to, come back: the gateway filters like a NAT.
+
+Flags:
+`)
+	printFlags(w, new(udpOptions).define)
 	fmt.Fprint(w, "\nGlobal flags (before or after the subcommand):\n")
 	printGlobalFlags(w)
 	fmt.Fprint(w, usageTail)
