@@ -85,8 +85,10 @@ func (d *Dialer) ListenPacket(ctx context.Context) (*PacketConn, error) {
 // no datagram for its idle timeout (IdleTimeout); the protocol has no
 // way to end one association alone, so Close of a PacketConn from this
 // method stops its delivery here and leaves the gateway's side to the
-// idle timeout. Use Dialer.ListenPacket for an association that Close
-// ends at once.
+// idle timeout. So does a call whose ctx ends before the gateway's
+// answer: the association it may still make counts against the
+// session's LIMITS until it idles out. Use Dialer.ListenPacket for an
+// association that Close ends at once.
 func (s *Session) ListenPacket(ctx context.Context) (*PacketConn, error) {
 	if !s.ack.Features.Has(proto.FeatureUDP) {
 		return nil, s.udpError(fmt.Errorf("%w: no UDP feature bit", ErrNoExtensions))
@@ -182,36 +184,45 @@ func (pc *PacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		dl, wake := pc.rdl, pc.wake
 		pc.mu.Unlock()
-		var timeout <-chan time.Time
-		if !dl.IsZero() {
-			d := time.Until(dl)
-			if d <= 0 {
-				return 0, nil, pc.opError("read", os.ErrDeadlineExceeded)
-			}
-			t := time.NewTimer(d)
-			defer t.Stop()
-			timeout = t.C
-		}
-		select {
-		case <-wake:
-		case <-timeout:
-		case <-pc.s.done:
-			pc.mu.Lock()
-			empty := len(pc.queue) == 0
-			pc.mu.Unlock()
-			if empty {
-				return 0, nil, pc.opError("read", pc.s.Err())
-			}
+		if err := pc.wait(dl, wake); err != nil {
+			return 0, nil, pc.opError("read", err)
 		}
 	}
+}
+
+// wait waits until wake closes (something changed), the deadline dl
+// passes, or the session ends with nothing left to read.
+func (pc *PacketConn) wait(dl time.Time, wake <-chan struct{}) error {
+	var timeout <-chan time.Time
+	if !dl.IsZero() {
+		d := time.Until(dl)
+		if d <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-wake:
+	case <-timeout:
+	case <-pc.s.done:
+		pc.mu.Lock()
+		empty := len(pc.queue) == 0
+		pc.mu.Unlock()
+		if empty {
+			return pc.s.Err()
+		}
+	}
+	return nil
 }
 
 // WriteTo sends p to addr: a *net.UDPAddr, a *net.IPAddr with no port
 // is refused, and any other net.Addr is taken as "host:port", where host
 // may be a name that the gateway resolves. A payload over 65507 bytes
 // fails. The write deadline (SetWriteDeadline), or the Dialer's Timeout,
-// bounds the wait for the session's connection; a write that fails after
-// part of the frame went out ends the session.
+// bounds the wait for the session's connection, other writers included;
+// a write that fails after part of the frame went out ends the session.
 func (pc *PacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	to, err := packetAddr(addr)
 	if err != nil {

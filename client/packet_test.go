@@ -235,3 +235,56 @@ func waitSessions(t *testing.T, s interface{ Sessions() int }, want int) {
 		t.Fatalf("gateway has %d sessions, want %d", s.Sessions(), want)
 	}
 }
+
+// TestFakePacketWriteDeadline: a gateway that stops reading. One
+// association's writes, without a deadline, fill the connection and
+// block; the other's, with a deadline, wait behind them for the stream
+// and give up at the deadline.
+func TestFakePacketWriteDeadline(t *testing.T) {
+	release := make(chan struct{})
+	gw := fakeGateway(t, func(c net.Conn) {
+		if _, ok := fakeHello(t, c, proto.HelloAck{Status: proto.HelloOK, Version: proto.ExtVersion,
+			Features: proto.FeatureUDP, MaxFrameLen: proto.DefaultMaxFrameLen}); !ok {
+			return
+		}
+		for id := uint64(1); id <= 2; id++ {
+			req, ok := readRequest(t, c)
+			if !ok {
+				return
+			}
+			writeRaw(t, c, frame(t, proto.ExtReply{ID: req.ID, Command: proto.CommandUDP, AssocID: id,
+				Options: proto.Options{proto.IdleTimeoutOption(time.Minute)}}))
+		}
+		<-release // reads nothing more
+	})
+	defer close(release)
+	ss, err := (&client.Dialer{ProxyAddress: gw, Timeout: -1}).OpenSession(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	a, err := ss.ListenPacket(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ss.ListenPacket(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9}
+	go func() {
+		big := make([]byte, 60000)
+		for {
+			if _, err := a.WriteTo(big, to); err != nil {
+				return // the session closed at the end of the test
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // a's writes have filled the connection
+	b.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	start := time.Now()
+	_, err = b.WriteTo([]byte("x"), to)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) > 5*time.Second {
+		t.Fatalf("WriteTo behind a stuck writer: %v after %v, want a deadline error after 100ms", err, time.Since(start))
+	}
+}

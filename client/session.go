@@ -50,9 +50,12 @@ type Session struct {
 	limit   int    // Max Frame Length, both ways
 	taker   Dialer // opens the connections that TAKE offered callers
 
-	wmu       sync.Mutex // held while a frame is written
-	closeSent bool       // CLOSE was written: nothing more may be (wmu)
-	writeErr  error      // a write failed, the stream is broken (wmu)
+	// wlock is held (a value in it) while a frame is written: a channel
+	// rather than a mutex, so that a writer with a deadline can give up
+	// waiting for it.
+	wlock     chan struct{}
+	closeSent bool  // CLOSE was written: nothing more may be (wlock)
+	writeErr  error // a write failed, the stream is broken (wlock)
 
 	mu     sync.Mutex
 	nextID uint64
@@ -134,6 +137,7 @@ func (d *Dialer) OpenSession(ctx context.Context) (*Session, error) {
 		pings:     make(map[[8]byte]chan struct{}),
 		listeners: make(map[uint64]*Listener),
 		done:      make(chan struct{}),
+		wlock:     make(chan struct{}, 1),
 	}
 	// The gateway has just negotiated the extensions with these
 	// credentials: the connections that take offered callers insist on
@@ -477,12 +481,45 @@ func (s *Session) writeDeadline() time.Time {
 // writeFrame writes an encoded frame with a write deadline (zero for
 // none). last marks a CLOSE, after which nothing may be written.
 func (s *Session) writeFrame(b []byte, deadline time.Time, last bool) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	if !s.lockWrite(deadline) {
+		// Another frame held the stream until the deadline: nothing
+		// went out, the stream is intact, and only this call fails.
+		return fmt.Errorf("socks: writing to the gateway: %w", os.ErrDeadlineExceeded)
+	}
+	defer s.unlockWrite()
 	return s.writeFrameLocked(b, deadline, last)
 }
 
-// writeFrameLocked is writeFrame for a caller that holds s.wmu.
+// lockWrite takes the stream for one frame, waiting until deadline at
+// most (zero: no limit); it reports whether it did.
+func (s *Session) lockWrite(deadline time.Time) bool {
+	select {
+	case s.wlock <- struct{}{}:
+		return true
+	default:
+	}
+	if deadline.IsZero() {
+		s.wlock <- struct{}{}
+		return true
+	}
+	d := time.Until(deadline)
+	if d <= 0 {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case s.wlock <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (s *Session) unlockWrite() { <-s.wlock }
+
+// writeFrameLocked is writeFrame for a caller that holds the stream
+// (lockWrite).
 func (s *Session) writeFrameLocked(b []byte, deadline time.Time, last bool) error {
 	if s.writeErr != nil {
 		return s.writeErr
@@ -519,13 +556,10 @@ func (s *Session) writeClose(reason proto.ReplyCode) (sent bool, err error) {
 		return false, err
 	}
 	deadline := time.Now().Add(closeTimeout)
-	for !s.wmu.TryLock() {
-		if time.Now().After(deadline) {
-			return false, nil
-		}
-		time.Sleep(time.Millisecond)
+	if !s.lockWrite(deadline) {
+		return false, nil
 	}
-	defer s.wmu.Unlock()
+	defer s.unlockWrite()
 	return true, s.writeFrameLocked(b, deadline, true)
 }
 
@@ -714,11 +748,11 @@ func (s *Session) end(err error) {
 		err = errSessionClosed
 	case errors.Is(err, net.ErrClosed):
 		// A failed write closed the connection under the reader.
-		s.wmu.Lock()
+		s.lockWrite(time.Time{})
 		if s.writeErr != nil {
 			err = s.writeErr
 		}
-		s.wmu.Unlock()
+		s.unlockWrite()
 	case !isProtocolError(err):
 		var ce *CloseError
 		if !errors.As(err, &ce) {

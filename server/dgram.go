@@ -18,13 +18,29 @@ const (
 	// maxStreamAssocs caps the associations of one control connection
 	// (advertised in LIMITS); more are answered with QuotaExceeded.
 	maxStreamAssocs = 16
-	// streamAssocQueue is how many datagrams to not yet admitted
-	// destinations (a name to resolve, a policy to ask) wait for the
-	// association's admitting goroutine; more are dropped, so that a slow
-	// lookup never stalls the control connection.
-	streamAssocQueue = 64
+	// streamAssocQueue and streamAssocQueueBytes bound the datagrams to
+	// not yet admitted destinations (a name to resolve, a policy to ask)
+	// that wait for the association's admitting goroutine; more are
+	// dropped, so that a slow lookup never stalls the control connection
+	// and a connection's associations hold at most 16 × 256 KiB.
+	streamAssocQueue      = 64
+	streamAssocQueueBytes = 256 << 10
+	// streamDownQueueBytes bounds the DATAGRAM frames from the outside
+	// that wait for the control connection, per connection; more are
+	// dropped (the draft's DATAGRAM section: drop rather than queue
+	// behind a full connection).
+	streamDownQueueBytes = 256 << 10
+	// defaultStreamIdle is an association's idle timeout unless the
+	// gateway's idle timeout is set longer or the client asks for less
+	// (the draft's default; associations need one, since the protocol
+	// cannot end a single association).
+	defaultStreamIdle = 300 * time.Second
 	// minStreamIdle is the shortest idle timeout a client may ask for.
 	minStreamIdle = time.Second
+	// admittedFor bounds how long an admitted destination is reused
+	// without asking the policy (which a reload may change) and, for a
+	// name, the resolver again (at most the answer's TTL).
+	admittedFor = time.Minute
 )
 
 // errTooManyAssocs refuses an association over maxStreamAssocs.
@@ -51,12 +67,19 @@ type streamAssoc struct {
 	last atomic.Int64 // unix ns of the last datagram either way
 
 	mu      sync.Mutex
-	peers   map[netip.AddrPort]int64      // destinations sent to → unix ns
-	allowed map[proto.Addr]netip.AddrPort // admitted destinations
+	peers   map[netip.AddrPort]int64 // destinations sent to → unix ns
+	allowed map[proto.Addr]admitted  // admitted destinations
+	queued  int                      // payload bytes in queue
 
 	fam proto.Family // FAMILY of the request: for destinations given as names
 
-	up, down, upN, downN, dropped atomic.Int64
+	up, down, upN, downN, dropped, droppedDown atomic.Int64
+}
+
+// An admitted destination: where datagrams to it go, until when.
+type admitted struct {
+	dst   netip.AddrPort
+	until int64 // unix ns
 }
 
 // A streamDatagram is a client's datagram waiting to be admitted.
@@ -78,9 +101,7 @@ func (ss *session) serveUDP(req proto.ExtRequest, assocs map[uint64]*streamAssoc
 		return reply
 	}
 	reply.AssocID = a.id
-	if a.idle > 0 {
-		reply.Options = append(reply.Options, proto.IdleTimeoutOption(a.idle))
-	}
+	reply.Options = append(reply.Options, proto.IdleTimeoutOption(a.idle))
 	for _, pub := range ss.assocPublicAddrs(a) {
 		if o, err := proto.PublicAddrOption(proto.AddrFromAddrPort(pub)); err == nil {
 			reply.Options = append(reply.Options, o)
@@ -91,9 +112,8 @@ func (ss *session) serveUDP(req proto.ExtRequest, assocs map[uint64]*streamAssoc
 
 func (ss *session) openStreamAssoc(req proto.ExtRequest, assocs map[uint64]*streamAssoc) (*streamAssoc, error) {
 	s := ss.s
-	if req.Addr.FQDN != "" || req.Addr.Port != 0 || (req.Addr.IP.IsValid() && !req.Addr.IP.IsUnspecified()) {
-		return nil, malformed("UDP request with an address other than the zero address")
-	}
+	// The Address of a UDP request is the zero address, and the gateway
+	// ignores it (the draft's REQUEST section).
 	if s.shutdown.Load() {
 		return nil, errShuttingDown
 	}
@@ -115,19 +135,19 @@ func (ss *session) openStreamAssoc(req proto.ExtRequest, assocs map[uint64]*stre
 	if err != nil {
 		return nil, replyErr(proto.ReplyGeneralFailure, err)
 	}
-	idle := s.idleTimeout()
+	idle := max(s.idleTimeout(), defaultStreamIdle)
 	if d, ok := req.Options.IdleTimeout(); ok && d > 0 {
-		d = max(d, minStreamIdle)
-		if idle == 0 || d < idle {
-			idle = d
-		}
+		idle = min(idle, max(d, minStreamIdle))
+	}
+	if ss.dgw == nil {
+		ss.dgw = newDgramWriter(ss)
 	}
 	ss.nextAssocID++
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	a := &streamAssoc{
 		ss: ss, id: ss.nextAssocID, conn: conn, idle: idle, ctx: ctx, end: cancel,
 		queue: make(chan streamDatagram, streamAssocQueue), start: time.Now(),
-		peers: make(map[netip.AddrPort]int64), allowed: make(map[proto.Addr]netip.AddrPort),
+		peers: make(map[netip.AddrPort]int64), allowed: make(map[proto.Addr]admitted),
 	}
 	a.fam, _ = req.Options.Family()
 	a.touch()
@@ -159,7 +179,7 @@ func (a *streamAssoc) touch() { a.last.Store(time.Now().UnixNano()) }
 
 // expired reports whether no datagram has passed for the idle timeout.
 func (a *streamAssoc) expired(now time.Time) bool {
-	return a.idle > 0 && now.Sub(time.Unix(0, a.last.Load())) >= a.idle
+	return now.Sub(time.Unix(0, a.last.Load())) >= a.idle
 }
 
 // close ends the association: its socket closes, its goroutines end, and
@@ -180,16 +200,27 @@ func (a *streamAssoc) send(g proto.Datagram) {
 		a.dropped.Add(1)
 		return
 	}
+	now := time.Now().UnixNano()
 	a.mu.Lock()
-	dst, ok := a.allowed[g.Addr]
-	a.mu.Unlock()
-	if ok {
-		a.sendTo(dst, g.Payload)
+	ad, ok := a.allowed[g.Addr]
+	if ok && now < ad.until {
+		a.mu.Unlock()
+		a.sendTo(ad.dst, g.Payload)
 		return
 	}
+	if a.queued+len(g.Payload) > streamAssocQueueBytes {
+		a.mu.Unlock()
+		a.dropped.Add(1)
+		return
+	}
+	a.queued += len(g.Payload)
+	a.mu.Unlock()
 	select {
 	case a.queue <- streamDatagram{to: g.Addr, payload: append([]byte(nil), g.Payload...)}:
 	default:
+		a.mu.Lock()
+		a.queued -= len(g.Payload)
+		a.mu.Unlock()
 		a.dropped.Add(1)
 	}
 }
@@ -260,11 +291,15 @@ func (a *streamAssoc) admitLoop() {
 		case <-a.ctx.Done():
 			return
 		case d := <-a.queue:
+			now := time.Now()
 			a.mu.Lock()
-			dst, ok := a.allowed[d.to]
+			a.queued -= len(d.payload)
+			ad, ok := a.allowed[d.to]
 			a.mu.Unlock()
-			if !ok {
-				if dst, ok = a.admit(d.to); !ok {
+			dst := ad.dst
+			if !ok || now.UnixNano() >= ad.until {
+				var ttl time.Duration
+				if dst, ttl, ok = a.admit(d.to); !ok {
 					a.dropped.Add(1)
 					continue
 				}
@@ -272,7 +307,7 @@ func (a *streamAssoc) admitLoop() {
 				if len(a.allowed) >= maxUDPPeers {
 					clear(a.allowed)
 				}
-				a.allowed[d.to] = dst
+				a.allowed[d.to] = admitted{dst: dst, until: now.Add(ttl).UnixNano()}
 				a.mu.Unlock()
 			}
 			if len(d.payload) > maxPayloadFor(proto.AddrFromAddrPort(dst)) {
@@ -285,47 +320,49 @@ func (a *streamAssoc) admitLoop() {
 }
 
 // admit resolves a destination and checks it against guard and policy,
-// as UDP ASSOCIATE does (the rules for "udp").
-func (a *streamAssoc) admit(t proto.Addr) (netip.AddrPort, bool) {
+// as UDP ASSOCIATE does (the rules for "udp"). It returns the address
+// and how long the decision may be reused.
+func (a *streamAssoc) admit(t proto.Addr) (netip.AddrPort, time.Duration, bool) {
 	ss := a.ss
 	ctx, cancel := context.WithTimeout(a.ctx, ss.s.dialTimeout())
 	defer cancel()
 	r := Request{User: ss.user, Client: ss.client, Command: proto.CommandUDPAssociate, Target: t}
 	if p := ss.st.Policy; p != nil {
 		if err := p.Allow(ctx, &r); err != nil {
-			return netip.AddrPort{}, false
+			return netip.AddrPort{}, 0, false
 		}
 	}
 	var ips []netip.Addr
+	ttl := admittedFor
 	if t.FQDN == "" {
 		ip := t.IP.Unmap()
 		if err := ss.allowIPFor(ctx, &r, ip); err != nil {
-			return netip.AddrPort{}, false
+			return netip.AddrPort{}, 0, false
 		}
 		ips = []netip.Addr{ip}
 	} else {
 		ans, err := ss.s.resolveAll(ctx, t.FQDN, a.fam)
 		if err != nil {
-			return netip.AddrPort{}, false
+			return netip.AddrPort{}, 0, false
 		}
 		for _, x := range ans {
 			if ip := x.Addr.Unmap(); ss.allowIPFor(ctx, &r, ip) == nil {
 				ips = append(ips, ip)
+				// The draft: cache a name's answer for its TTL at most.
+				ttl = min(ttl, max(time.Duration(x.TTL)*time.Second, time.Second))
 				break
 			}
 		}
 	}
 	if len(ips) == 0 || t.Port == 0 {
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, 0, false
 	}
-	return netip.AddrPortFrom(ips[0], t.Port), true
+	return netip.AddrPortFrom(ips[0], t.Port), ttl, true
 }
 
 // fromOutside reads datagrams from the outside and passes those from
-// peers to the client as DATAGRAM frames. While the client's connection
-// is congested the socket's buffer fills and the kernel drops what does
-// not fit: datagrams are dropped rather than queued (the draft's DATAGRAM
-// section).
+// peers to the client as DATAGRAM frames, through the connection's
+// dgramWriter, which drops them when too many wait.
 func (a *streamAssoc) fromOutside() {
 	defer a.wg.Done()
 	// The frame is built in place: type, length and association ID
@@ -347,8 +384,9 @@ func (a *streamAssoc) fromOutside() {
 		h := appendDatagramHeader(hdr[:0], a.id, src, n)
 		start := room - len(h)
 		copy(buf[start:room], h)
-		if err := a.ss.writeFrameBytes(buf[start : room+n]); err != nil {
-			return
+		if !a.ss.dgw.send(buf[start : room+n]) {
+			a.droppedDown.Add(1)
+			continue
 		}
 		a.down.Add(int64(n))
 		a.downN.Add(1)
@@ -366,6 +404,82 @@ func appendDatagramHeader(b []byte, id uint64, src netip.AddrPort, n int) []byte
 	b, _ = proto.AppendVarint(b, uint64(len(idb)+len(addr)+n))
 	b = append(b, idb...)
 	return append(b, addr...)
+}
+
+// A dgramWriter writes the DATAGRAM frames of a connection's associations
+// to the client, in order, from a queue of at most streamDownQueueBytes:
+// a datagram that finds it full is dropped, so a congested connection
+// delays datagrams by that much at most, and an association's reader
+// never waits for the connection.
+type dgramWriter struct {
+	ss   *session
+	wake chan struct{} // buffered: a frame was queued
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	mu     sync.Mutex
+	q      [][]byte
+	bytes  int
+	broken bool // a write failed: the connection is closed
+}
+
+func newDgramWriter(ss *session) *dgramWriter {
+	w := &dgramWriter{ss: ss, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	w.wg.Add(1)
+	go w.run()
+	return w
+}
+
+// send queues a copy of frame, or reports false if it was dropped.
+func (w *dgramWriter) send(frame []byte) bool {
+	w.mu.Lock()
+	if w.broken || w.bytes+len(frame) > streamDownQueueBytes {
+		w.mu.Unlock()
+		return false
+	}
+	w.q = append(w.q, append([]byte(nil), frame...))
+	w.bytes += len(frame)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (w *dgramWriter) run() {
+	defer w.wg.Done()
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-w.wake:
+		}
+		for {
+			w.mu.Lock()
+			if len(w.q) == 0 {
+				w.mu.Unlock()
+				break
+			}
+			f := w.q[0]
+			w.q[0] = nil
+			w.q = w.q[1:]
+			w.bytes -= len(f)
+			w.mu.Unlock()
+			if err := w.ss.writeFrameBytes(f); err != nil {
+				w.mu.Lock()
+				w.broken, w.q, w.bytes = true, nil, 0
+				w.mu.Unlock()
+				return
+			}
+		}
+	}
+}
+
+// close stops the writer; what is still queued is dropped.
+func (w *dgramWriter) close() {
+	close(w.done)
+	w.wg.Wait()
 }
 
 // writeFrameBytes writes an encoded frame on the control connection,
@@ -408,6 +522,7 @@ func (ss *session) auditAssoc(a *streamAssoc, req proto.ExtRequest, err error) {
 			slog.Int64("bytes_up", a.up.Load()),
 			slog.Int64("bytes_down", a.down.Load()),
 			slog.Int64("dropped", a.dropped.Load()),
+			slog.Int64("dropped_down", a.droppedDown.Load()),
 			slog.Duration("dur", time.Since(a.start).Round(time.Millisecond)))
 	}
 	attrs = append(attrs, slog.String("reply", code.String()))

@@ -78,7 +78,7 @@ func frameParser(limit int, datagrams bool) func([]byte) (proto.Frame, int, erro
 // writeFrame sends one frame on a control connection. Writes from the
 // control loop and from request goroutines are serialized, and each has
 // the handshake timeout as its deadline so that a client that stops
-// reading cannot hold a goroutine.
+// reading cannot hold a goroutine. A failed write closes the connection.
 func (ss *session) writeFrame(m proto.Message) error {
 	b, err := proto.AppendFrame(nil, m)
 	if err != nil {
@@ -87,7 +87,12 @@ func (ss *session) writeFrame(m proto.Message) error {
 	ss.wmu.Lock()
 	defer ss.wmu.Unlock()
 	ss.c.SetWriteDeadline(time.Now().Add(ss.s.handshakeTimeout()))
-	_, err = ss.c.Write(b)
+	if _, err = ss.c.Write(b); err != nil {
+		// Part of the frame may have gone out, and frames from other
+		// goroutines (replies, datagrams) would follow it: the framing
+		// is lost.
+		ss.c.Close()
+	}
 	return err
 }
 
@@ -219,6 +224,9 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 		}
 		for _, a := range assocs {
 			a.close(nil)
+		}
+		if ss.dgw != nil {
+			ss.dgw.close()
 		}
 	}()
 	first := true

@@ -132,7 +132,7 @@ func extExpectClose(t testing.TB, c net.Conn, reason proto.ReplyCode) {
 }
 
 // extStub is a resolver for these tests: fixed answers, NXDOMAIN and
-// SERVFAIL names, and a count of lookups.
+// SERVFAIL names, a slow name, and a count of lookups.
 type extStub struct {
 	mu    sync.Mutex
 	names map[string][]netip.Addr
@@ -146,6 +146,17 @@ func (r *extStub) Lookup(ctx context.Context, network, host string) ([]resolver.
 	switch host {
 	case "nx.test":
 		return nil, &resolver.Error{Name: host, Kind: resolver.NotFound}
+	case "slow.test":
+		// 127.0.0.1 after 300 ms: a lookup that datagrams queue behind.
+		select {
+		case <-time.After(300 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if network == "ip4" {
+			return []resolver.Answer{{Addr: netip.MustParseAddr("127.0.0.1"), TTL: 60}}, nil
+		}
+		return nil, nil
 	case "servfail.test":
 		return nil, &resolver.Error{Name: host, Kind: resolver.ServerFailure}
 	}

@@ -113,8 +113,10 @@ type session struct {
 	token     proto.Token    // TAKE's token
 	// nextListenerID numbers the control session's listeners.
 	nextListenerID uint64
-	// nextAssocID numbers the control session's UDP associations.
+	// nextAssocID numbers the control session's UDP associations, and
+	// dgw writes their datagrams (made with the first).
 	nextAssocID uint64
+	dgw         *dgramWriter
 	wmu         sync.Mutex // serializes frames on a control connection
 }
 
