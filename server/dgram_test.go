@@ -243,6 +243,39 @@ func TestStreamUDP(t *testing.T) {
 		}
 	})
 
+	t.Run("idle_session_ends", func(t *testing.T) {
+		// Once its association has idled out, a session ends after the
+		// gateway's idle timeout even if the client keeps sending
+		// datagrams for the association that is gone.
+		s3 := &server.Server{HandshakeTimeout: e2eWait, IdleTimeout: 3 * time.Second, Logger: socks6test.Logger(t)}
+		s3.Settings.Guard.AllowLoopback = true
+		c8, _ := extHello(t, startGateway(t, s3), "", "")
+		defer c8.Close()
+		r := udpOpen(t, c8, 1, proto.Options{proto.IdleTimeoutOption(time.Second)})
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			b := make([]byte, 256)
+			for {
+				if _, err := c8.Read(b); err != nil {
+					return
+				}
+			}
+		}()
+		time.Sleep(1500 * time.Millisecond) // the association idles out
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			select {
+			case <-closed:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			b, _ := proto.AppendFrame(nil, proto.Datagram{AssocID: r.AssocID, Addr: proto.Addr{IP: netip.MustParseAddr("127.0.0.1"), Port: 9}})
+			c8.Write(b)
+		}
+		t.Fatal("the session stayed open for 10s with only datagrams for a dead association")
+	})
+
 	t.Run("bad", func(t *testing.T) {
 		// The address of a UDP request is ignored (the draft: the client
 		// sends the zero address, the gateway ignores it).

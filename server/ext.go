@@ -230,6 +230,11 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 		}
 	}()
 	first := true
+	// active is when the connection last carried a frame that counts
+	// against its idle timeout: not a DATAGRAM for an association that
+	// no longer exists, which would otherwise keep a session whose
+	// associations have idled out open for ever.
+	active := time.Now()
 	for {
 		if !first {
 			// A session that holds listeners waits for callers, however
@@ -238,7 +243,7 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 			// may have idled out.
 			var dl time.Time
 			if d := s.idleTimeout(); d > 0 && len(listeners) == 0 && len(assocs) == 0 {
-				dl = time.Now().Add(d)
+				dl = active.Add(d)
 			}
 			for _, a := range assocs {
 				if a.idle > 0 {
@@ -250,6 +255,9 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 			ss.c.SetReadDeadline(dl)
 		}
 		f, err := next(h, frameParser(proto.DefaultMaxFrameLen, true))
+		if err == nil && f.Type != proto.FrameDatagram {
+			active = time.Now()
+		}
 		if err != nil && len(assocs) > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 			// Not the connection's idle timeout: an association's.
 			now := time.Now()
@@ -425,6 +433,7 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 					a.close(errAssocIdle)
 					continue
 				}
+				active = time.Now()
 				a.send(g)
 			}
 		case proto.FrameHello, proto.FrameHelloAck, proto.FrameReply, proto.FrameAcceptOffer,

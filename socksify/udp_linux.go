@@ -80,11 +80,11 @@ const (
 	udpMaxDests     = 1024        // destinations an association remembers
 	udpMaxPayload   = 65507       // the largest UDP payload over IPv4
 	udpRelayBufSize = proto.MaxUDPHeaderLen + 65535
-	// udpStreamWriteWait bounds how long an in-stream datagram may wait
-	// for the TCP connection to the gateway (the sender may be the
-	// notification loop); a datagram that cannot go out by then is
-	// dropped, as a full socket buffer would drop it.
-	udpStreamWriteWait = 100 * time.Millisecond
+	// udpStreamQueue is how many datagrams of an in-stream association
+	// wait for its writer; more are dropped, as a full socket buffer
+	// drops them, so that a sender (the notification loop among them)
+	// never waits for the TCP connection to the gateway.
+	udpStreamQueue = 64
 )
 
 var (
@@ -578,11 +578,15 @@ type udpAssoc struct {
 
 	// Set before ready is closed: pc for UDP in the stream, else ctrl,
 	// up and relay for UDP ASSOCIATE.
-	err   error
-	pc    *client.PacketConn
-	ctrl  net.Conn
-	up    *net.UDPConn
-	relay netip.AddrPort
+	err      error
+	pc       *client.PacketConn
+	out      chan []byte   // in-stream: framed datagrams for writeStream
+	stop     chan struct{} // in-stream: closed to end writeStream
+	stopOnce sync.Once
+	lastUse  atomic.Int64 // in-stream: unix ns of the last datagram either way
+	ctrl     net.Conn
+	up       *net.UDPConn
+	relay    netip.AddrPort
 
 	mu      sync.Mutex
 	state   assocState
@@ -716,8 +720,9 @@ func (a *udpAssoc) establish() {
 	relay := a.relay.String()
 	if a.pc != nil {
 		relay = "in-stream, " + a.pc.LocalAddr().String()
-		a.r.wg.Add(1)
+		a.r.wg.Add(2)
 		go a.readStream()
+		go a.writeStream()
 	} else {
 		a.r.wg.Add(2)
 		go a.readLoop()
@@ -731,6 +736,9 @@ func (a *udpAssoc) establish() {
 
 // closeConns closes whatever the handshake opened.
 func (a *udpAssoc) closeConns() {
+	if a.stop != nil {
+		a.stopOnce.Do(func() { close(a.stop) })
+	}
 	if a.pc != nil {
 		a.pc.Close()
 	}
@@ -752,6 +760,9 @@ func (a *udpAssoc) handshake(ctx context.Context) error {
 		pc, err := d.ListenPacket(ctx)
 		if err == nil {
 			a.pc = pc
+			a.out = make(chan []byte, udpStreamQueue)
+			a.stop = make(chan struct{})
+			a.lastUse.Store(time.Now().UnixNano())
 			return nil
 		}
 		if !errors.Is(err, client.ErrNoExtensions) {
@@ -808,16 +819,65 @@ func (a *udpAssoc) wait(ctx context.Context) error {
 	}
 }
 
-// send sends a framed datagram to the relay, or in the stream; the
-// association is up.
+// send sends a framed datagram to the relay, or hands it to the
+// in-stream writer; the association is up. It never waits for the
+// gateway: an in-stream datagram that finds the writer's queue full is
+// dropped.
 func (a *udpAssoc) send(framed []byte) error {
 	if a.pc == nil {
 		_, err := a.up.WriteToUDPAddrPort(framed, a.relay)
 		return err
 	}
+	a.lastUse.Store(time.Now().UnixNano())
+	select {
+	case a.out <- framed:
+	default:
+	}
+	return nil
+}
+
+// writeStream writes the in-stream datagrams to the gateway, in order.
+// A write waits as long as the session lets it (client.Dialer.Timeout);
+// one that fails has broken the session, which readStream sees. It also
+// closes the association a little before the gateway's idle timeout
+// would end it there (the protocol cannot end one association alone, and
+// the gateway tells nobody when it does): the next datagram then makes a
+// new one, rather than going into an association that no longer exists.
+func (a *udpAssoc) writeStream() {
+	defer a.r.wg.Done()
+	idle := a.pc.IdleTimeout()
+	margin := max(idle/10, time.Second)
+	var idleC <-chan time.Time
+	var t *time.Timer
+	if idle > margin {
+		t = time.NewTimer(idle - margin)
+		defer t.Stop()
+		idleC = t.C
+	}
+	for {
+		select {
+		case <-a.stop:
+			return
+		case f := <-a.out:
+			a.writeOne(f)
+		case <-idleC:
+			left := idle - margin - time.Since(time.Unix(0, a.lastUse.Load()))
+			if left > 0 {
+				t.Reset(left)
+				continue
+			}
+			a.r.log.Debug("socksify: udp: closing an idle in-stream association before the gateway does", "dst", a.first, "idle", idle)
+			a.close()
+			return
+		}
+	}
+}
+
+// writeOne writes one framed datagram in the stream.
+func (a *udpAssoc) writeOne(framed []byte) {
 	h, hn, err := proto.ParseUDPHeader(framed)
 	if err != nil {
-		return err
+		return
 	}
 	var to net.Addr
 	if h.Addr.FQDN != "" {
@@ -825,9 +885,7 @@ func (a *udpAssoc) send(framed []byte) error {
 	} else {
 		to = net.UDPAddrFromAddrPort(netip.AddrPortFrom(h.Addr.IP, h.Addr.Port))
 	}
-	a.pc.SetWriteDeadline(time.Now().Add(udpStreamWriteWait))
-	_, err = a.pc.WriteTo(framed[hn:], to)
-	return err
+	a.pc.WriteTo(framed[hn:], to)
 }
 
 // nameAddr is a destination given by name ("name:port"), which the
@@ -891,6 +949,7 @@ func (a *udpAssoc) readStream() {
 			break
 		}
 		if ua, ok := from.(*net.UDPAddr); ok {
+			a.lastUse.Store(time.Now().UnixNano())
 			a.deliver(ua.AddrPort(), buf[:n])
 		}
 	}

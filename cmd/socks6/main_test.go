@@ -1001,6 +1001,18 @@ func TestUDP(t *testing.T) {
 			t.Errorf("exit %d after %v, stdout %q; stderr:\n%s", r.code, time.Since(start), r.stdout, r.stderr)
 		}
 	})
+	t.Run("replies", func(t *testing.T) {
+		// -replies 1 prints one reply, however many come back; fewer
+		// than asked for within -wait exits 1.
+		r := runIn(t, strings.NewReader("a\nb\nc\nd\n"), nil, "-proxy", gw, "udp", "-replies", "1", "-wait", "20s", echo.String())
+		if r.code != 0 || len(r.stdout) != 2 {
+			t.Errorf("-replies 1: exit %d, stdout %q, want 0 and one line; stderr:\n%s", r.code, r.stdout, r.stderr)
+		}
+		r = runIn(t, strings.NewReader("x\n"), nil, "-proxy", gw, "udp", "-replies", "1", "-wait", "200ms", closedUDPPort(t))
+		if r.code != 1 || !strings.Contains(r.stderr, "0 of 1 replies") {
+			t.Errorf("-replies 1 with no answer: exit %d, stderr %q, want 1 and a count", r.code, r.stderr)
+		}
+	})
 	t.Run("plain_gateway", func(t *testing.T) {
 		plain := newGateway(t, gatewayOpts{plain: true})
 		r := runIn(t, strings.NewReader("x\n"), nil, "-proxy", plain, "udp", echo.String())

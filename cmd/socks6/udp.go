@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/socks6/socks6/client"
@@ -56,8 +57,9 @@ func udpTarget(target string) (net.Addr, error) {
 // udpExchange opens a UDP association in the stream to the gateway,
 // sends each line of stdin (with its newline) to target as one datagram,
 // and writes the payload of each datagram that comes back to stdout. It
-// returns o.wait after the end of stdin, once o.replies datagrams have
-// come back, or when ctx ends.
+// returns o.wait after the end of stdin (an error if o.replies were asked
+// for and fewer came back), once o.replies datagrams have come back, or
+// when ctx ends.
 func udpExchange(ctx context.Context, d *client.Dialer, target string, o udpOptions, stdin io.Reader, stdout io.Writer, log *logger) error {
 	to, err := udpTarget(target)
 	if err != nil {
@@ -71,11 +73,12 @@ func udpExchange(ctx context.Context, d *client.Dialer, target string, o udpOpti
 	if log.verbose {
 		log.debugf("UDP association in the stream through %s, public address %v, idle timeout %v", d.ProxyAddress, pc.PublicAddrs(), pc.IdleTimeout())
 	}
-	enough := make(chan struct{})
+	// The reader sends exactly one value to recvDone: nil once -replies
+	// datagrams have come back (it writes no more), else why it ended.
 	recvDone := make(chan error, 1)
+	var got atomic.Int64
 	go func() {
 		buf := make([]byte, 65535)
-		n := 0
 		for {
 			k, from, err := pc.ReadFrom(buf)
 			if err != nil {
@@ -89,22 +92,26 @@ func udpExchange(ctx context.Context, d *client.Dialer, target string, o udpOpti
 				recvDone <- err
 				return
 			}
-			if n++; n == o.replies {
-				close(enough)
+			if got.Add(1) == int64(o.replies) {
+				recvDone <- nil
+				return
 			}
 		}
 	}()
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
 	defer stop()
-	// The reader ends when pc closes; its last write happens before this
-	// function returns.
-	finish := func(err error) error {
+	// finish closes pc and waits for the reader, whose last write then
+	// happens before this function returns. rerr is the reader's value
+	// if the caller received it already.
+	finish := func(err error, rerr error, received bool) error {
 		pc.Close()
-		rerr := <-recvDone
+		if !received {
+			rerr = <-recvDone
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err == nil && !errors.Is(rerr, net.ErrClosed) {
+		if err == nil && rerr != nil && !errors.Is(rerr, net.ErrClosed) {
 			err = rerr
 		}
 		return err
@@ -135,7 +142,7 @@ func udpExchange(ctx context.Context, d *client.Dialer, target string, o udpOpti
 		select {
 		case err := <-sent:
 			if err != nil {
-				return finish(err)
+				return finish(err, nil, false)
 			}
 			sent = nil
 			if o.wait > 0 {
@@ -144,16 +151,18 @@ func udpExchange(ctx context.Context, d *client.Dialer, target string, o udpOpti
 				timeout = t.C
 			}
 		case <-timeout:
-			return finish(nil)
-		case <-enough:
+			var err error
+			if n := got.Load(); o.replies > 0 && n < int64(o.replies) {
+				err = fmt.Errorf("%d of %d replies came back within -wait %v", n, o.replies, o.wait)
+			}
+			return finish(err, nil, false)
+		case rerr := <-recvDone:
+			// -replies reached (nil), or the session ended.
 			unblock(stdin)
-			return finish(nil)
-		case err := <-recvDone:
-			recvDone <- err // for finish
-			return finish(err)
+			return finish(nil, rerr, true)
 		case <-ctx.Done():
 			unblock(stdin)
-			return finish(nil)
+			return finish(nil, nil, false)
 		}
 	}
 }

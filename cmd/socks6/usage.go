@@ -102,8 +102,9 @@ sends each line of standard input, newline included, to HOST:PORT as one
 datagram, and writes the payload of every datagram that comes back to
 standard output (with -v, its size and source to standard error). HOST
 may be a name, which the gateway resolves, or an IP address. After the
-end of standard input socks6 waits -wait for replies, or exits as soon
-as -replies datagrams have come back. Only datagrams from HOST:PORT, or
+end of standard input socks6 waits -wait for replies, then exits 0, or
+exits 0 as soon as -replies datagrams have come back (and 1 if fewer
+than -replies came back within -wait). Only datagrams from HOST:PORT, or
 other destinations sent to, come back: the gateway filters like a NAT.
 
 Flags:
