@@ -71,6 +71,16 @@ func (s *Server) lookupFamilies(ctx context.Context, host string, f proto.Family
 		n = 2
 	}
 	ch := make(chan lookupDone, n)
+	if ar, ok := r.(asyncResolver); ok {
+		// No goroutine per query: the resolver hands each answer to ch
+		// from the goroutine that got it.
+		for _, nw := range []string{first, second}[:n] {
+			ar.LookupAsync(ctx, nw, host, func(ans []resolver.Answer, err error) {
+				ch <- lookupDone{nw, ans, err} // buffered: never blocks
+			})
+		}
+		return ch, n
+	}
 	for _, nw := range []string{first, second}[:n] {
 		go func() {
 			ans, err := r.Lookup(ctx, nw, host)
@@ -78,6 +88,12 @@ func (s *Server) lookupFamilies(ctx context.Context, host string, f proto.Family
 		}()
 	}
 	return ch, n
+}
+
+// asyncResolver is a Resolver that can deliver an answer without a
+// goroutine waiting for it (*resolver.Resolver can).
+type asyncResolver interface {
+	LookupAsync(ctx context.Context, network, host string, done func([]resolver.Answer, error))
 }
 
 // lookupError combines the errors of the queries for a name that gave no
@@ -385,6 +401,13 @@ func (h *heDial) run(ctx context.Context, ch <-chan lookupDone, n int) (net.Conn
 		if len(early) > 0 { // both queries ended
 			h.add(ctx, early)
 			early = nil
+		}
+		if n == 0 && len(h.queue) == 1 {
+			// Resolution is over and left one address (a name with one
+			// A record, say): nothing to race, so no attempt goroutine.
+			ip := h.queue[0]
+			h.queue = nil
+			return h.dialOne(ctx, ip)
 		}
 	}
 

@@ -536,6 +536,7 @@ type flight struct {
 	res    result
 	refs   int                     // lookups waiting; guarded by Resolver.mu
 	cancel context.CancelCauseFunc // ends the exchange when refs drops to 0
+	async  []*asyncWait            // LookupAsync calls to answer; guarded by Resolver.mu
 }
 
 // query answers one question from the cache, or joins or starts the
@@ -644,7 +645,6 @@ func (r *Resolver) runFlight(ctx context.Context, k cacheKey, f *flight) {
 	res := r.exchange(ctx, dns.Question{Name: k.name, Qtype: k.qtype, Qclass: dns.ClassINET})
 
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if res.fail == nil || res.fail.Kind != Canceled {
 		r.cache.put(k, res, res.cacheFor, time.Now())
 	}
@@ -653,4 +653,13 @@ func (r *Resolver) runFlight(ctx context.Context, k cacheKey, f *flight) {
 	}
 	f.res = res
 	close(f.done)
+	waits := f.async
+	f.async = nil
+	for _, w := range waits {
+		w.fired = true
+	}
+	r.mu.Unlock()
+	for _, w := range waits {
+		w.fn(res)
+	}
 }
