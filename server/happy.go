@@ -71,7 +71,7 @@ func (s *Server) lookupFamilies(ctx context.Context, host string, f proto.Family
 		n = 2
 	}
 	ch := make(chan lookupDone, n)
-	if ar, ok := r.(asyncResolver); ok {
+	if ar, ok := r.(*resolver.Resolver); ok {
 		// No goroutine per query: the resolver hands each answer to ch
 		// from the goroutine that got it.
 		for _, nw := range []string{first, second}[:n] {
@@ -88,12 +88,6 @@ func (s *Server) lookupFamilies(ctx context.Context, host string, f proto.Family
 		}()
 	}
 	return ch, n
-}
-
-// asyncResolver is a Resolver that can deliver an answer without a
-// goroutine waiting for it (*resolver.Resolver can).
-type asyncResolver interface {
-	LookupAsync(ctx context.Context, network, host string, done func([]resolver.Answer, error))
 }
 
 // lookupError combines the errors of the queries for a name that gave no
@@ -272,18 +266,12 @@ func (ss *session) dialTarget() (net.Conn, netip.AddrPort, error) {
 	return h.run(ctx, ch, n)
 }
 
-// cachedResolver is a Resolver that can answer without waiting
-// (*resolver.Resolver does).
-type cachedResolver interface {
-	LookupCached(network, host string) ([]resolver.Answer, bool, error)
-}
-
 // fromCache connects to a name whose allowed families are all answered
 // from the resolver's cache or hosts file: no lookup goroutines, and no
 // race when one address remains. done is false when a family needs a
 // query; the caller then runs the full Happy Eyeballs.
 func (h *heDial) fromCache(ctx context.Context, host string) (net.Conn, netip.AddrPort, error, bool) {
-	cr, ok := h.ss.s.resolver().(cachedResolver)
+	cr, ok := h.ss.s.resolver().(*resolver.Resolver)
 	if !ok {
 		return nil, netip.AddrPort{}, nil, false
 	}

@@ -55,7 +55,10 @@ type Server struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Resolver looks up domain-name targets, one address family at a
 	// time. Nil means a resolver.Resolver with the system's settings
-	// (/etc/resolv.conf and /etc/hosts).
+	// (/etc/resolv.conf and /etc/hosts). A *resolver.Resolver is also
+	// asked through its LookupCached and LookupAsync (no goroutine per
+	// query); any other type, a wrapper around one included, only
+	// through Lookup.
 	Resolver Resolver
 	// NAT64Prefix, if valid, is the prefix of a NAT64 translator that
 	// reaches IPv4 destinations the gateway has no IPv4 route to.

@@ -15,16 +15,19 @@ type asyncWait struct {
 }
 
 // LookupAsync is Lookup without the wait: it returns at once, and done
-// receives Lookup's result exactly once. An answer that needs no
-// exchange (an IP literal, the hosts file, the cache) is delivered
+// receives Lookup's result exactly once. For a name queried as given
+// (the usual case: see Lookup on the search list), an answer that needs
+// no exchange (an IP literal, the hosts file, the cache) is delivered
 // before LookupAsync returns, on the calling goroutine; otherwise done
 // runs on the goroutine that ran the upstream exchange when it ends, or
-// on another when ctx ends first. done must not block.
+// on another when ctx ends first. A name tried with search domains is
+// looked up by Lookup on a goroutine of its own, which calls done. done
+// must not block, and must not call Close (which waits for exchanges
+// whose callbacks are running).
 //
 // It saves the goroutine a caller would otherwise start per lookup to
 // wait for it (a dual-stack CONNECT runs two), and the hand-offs between
-// that goroutine and the exchange's. A name tried with several search
-// domains takes such a goroutine all the same.
+// that goroutine and the exchange's.
 func (r *Resolver) LookupAsync(ctx context.Context, network, host string, done func([]Answer, error)) {
 	qtype, ok := qtypeOf(network)
 	if !ok {
@@ -40,8 +43,14 @@ func (r *Resolver) LookupAsync(ctx context.Context, network, host string, done f
 		done(nil, err)
 		return
 	}
-	if _, ok := r.static(name); ok {
-		done(r.Lookup(ctx, network, host))
+	if addrs, ok := r.static(name); ok {
+		var ans []Answer
+		for _, a := range addrs {
+			if familyOK(a, qtype) {
+				ans = append(ans, Answer{Addr: a, TTL: hostsTTL})
+			}
+		}
+		done(ans, nil)
 		return
 	}
 	cands := r.candidates(name, abs)

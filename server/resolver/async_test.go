@@ -3,6 +3,8 @@ package resolver_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -113,6 +115,60 @@ func TestLookupAsync(t *testing.T) {
 		}
 		if d := time.Since(start); d > 2*time.Second {
 			t.Fatalf("delivered after %v", d)
+		}
+		// The abandoned flight is gone: the next lookup asks again
+		// rather than joining an exchange that was stopped.
+		ctx2, cancel2 := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel2()
+		r.Lookup(ctx2, "ip4", "hang.test")
+		if !socks6test.WaitFor(5*time.Second, func() bool { return s.Queries("hang.test", dns.TypeA) == 2 }) {
+			t.Fatalf("hang.test was asked %d times, want 2", s.Queries("hang.test", dns.TypeA))
+		}
+	})
+
+	t.Run("race", func(t *testing.T) {
+		// 2000 calls from as many goroutines, with deadlines that end
+		// about when the answers come (0-3 ms both), some with a Lookup
+		// of the same name alongside: each call is answered exactly once
+		// (a cancel and the flight's end racing must not both deliver).
+		cfg := testConfig(t, s.Addr)
+		cfg.CacheSize = -1 // every lookup asks
+		r2 := newResolver(t, cfg)
+		for i := range 20 {
+			s.SetA(fmt.Sprintf("r%d.test", i), 60, "192.0.2.9")
+			s.SetDelay(fmt.Sprintf("r%d.test", i), time.Duration(rand.IntN(3000))*time.Microsecond)
+		}
+		var wg sync.WaitGroup
+		var twice, never atomic.Int64
+		for range 2000 {
+			wg.Go(func() {
+				name := fmt.Sprintf("r%d.test", rand.IntN(20))
+				ctx, cancel := context.WithTimeout(t.Context(), time.Duration(rand.IntN(3000))*time.Microsecond)
+				defer cancel()
+				if rand.IntN(3) == 0 {
+					go r2.Lookup(ctx, "ip4", name)
+				}
+				var n atomic.Int32
+				got := make(chan struct{}, 4)
+				r2.LookupAsync(ctx, "ip4", name, func([]resolver.Answer, error) {
+					n.Add(1)
+					got <- struct{}{}
+				})
+				select {
+				case <-got:
+				case <-time.After(10 * time.Second):
+					never.Add(1)
+					return
+				}
+				time.Sleep(20 * time.Millisecond) // a second delivery would show now
+				if n.Load() != 1 {
+					twice.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if twice.Load() > 0 || never.Load() > 0 {
+			t.Fatalf("of 2000 calls, %d were answered more than once and %d never", twice.Load(), never.Load())
 		}
 	})
 
