@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -239,6 +240,89 @@ func FuzzSessionFrames(f *testing.F) {
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("the client hung until its deadline on gateway bytes %x / %x", ctlBytes, takeBytes)
+		}
+	})
+}
+
+// FuzzPacketFrames: a gateway grants one UDP association (Association ID
+// 1), then sends the fuzzer's bytes and EOF. The PacketConn must return
+// each well-formed DATAGRAM of association 1 with its IP source, end
+// with an error when the session does, and never panic or hang.
+func FuzzPacketFrames(f *testing.F) {
+	enc := func(ms ...proto.Message) []byte {
+		var b []byte
+		for _, m := range ms {
+			b, _ = proto.AppendFrame(b, m)
+		}
+		return b
+	}
+	src := proto.Addr{IP: ip4, Port: 53}
+	f.Add(byte(0), enc(proto.Datagram{AssocID: 1, Addr: src, Payload: []byte("answer")}))
+	f.Add(byte(0), enc(proto.Datagram{AssocID: 1, Addr: src}, proto.Ping{Opaque: [8]byte{1}}, proto.Datagram{AssocID: 1, Addr: proto.Addr{IP: ip6, Port: 1}, Payload: []byte("x")}))
+	f.Add(byte(0), enc(proto.Datagram{AssocID: 2, Addr: src}))
+	f.Add(byte(0), enc(proto.Datagram{AssocID: 1, Addr: proto.Addr{FQDN: "name.test", Port: 53}}))
+	f.Add(byte(1), enc(proto.Datagram{AssocID: 1, Addr: src}))
+	f.Add(byte(0), enc(proto.Close{Reason: proto.ReplyGeneralFailure}))
+	f.Add(byte(0), []byte{0x08, 0x80, 0x01, 0x00, 0x01})
+
+	f.Fuzz(func(t *testing.T, mode byte, gw []byte) {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		d := &client.Dialer{
+			ProxyAddress: "gateway.test:1080",
+			Timeout:      5 * time.Second,
+			ProxyDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				cli, srv := net.Pipe()
+				wg.Go(func() {
+					defer srv.Close()
+					srv.SetDeadline(time.Now().Add(10 * time.Second))
+					if _, err := proto.ReadGreeting(srv); err != nil {
+						return
+					}
+					srv.Write([]byte{proto.Version5, byte(proto.MethodExtensions)})
+					if _, err := proto.ReadFrame(srv, nil); err != nil {
+						return
+					}
+					proto.WriteFrame(srv, proto.HelloAck{Features: proto.FeatureUDP, MaxFrameLen: 4096, SessionID: proto.SessionID{1}})
+					rf, err := proto.ReadFrame(srv, nil)
+					if err != nil {
+						return
+					}
+					wg.Go(func() { io.Copy(io.Discard, srv) })
+					id, _, _ := proto.ParseVarint(rf.Value)
+					rep := proto.ExtReply{ID: id, Command: proto.CommandUDP, AssocID: 1}
+					if mode&1 != 0 {
+						rep.Code = proto.ReplyNotAllowed
+					}
+					proto.WriteFrame(srv, rep)
+					srv.Write(gw)
+				})
+				return cli, nil
+			},
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		pc, err := d.ListenPacket(ctx)
+		if err != nil {
+			if mode&1 == 0 {
+				t.Fatalf("ListenPacket: %v", err)
+			}
+			return
+		}
+		defer pc.Close()
+		pc.SetReadDeadline(time.Now().Add(8 * time.Second))
+		buf := make([]byte, 70000)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("ReadFrom hung until its deadline on gateway bytes %x", gw)
+				}
+				return
+			}
+			if ua, ok := from.(*net.UDPAddr); !ok || ua.IP == nil {
+				t.Fatalf("datagram source %v is not an IP address", from)
+			}
 		}
 	})
 }
