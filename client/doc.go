@@ -41,7 +41,8 @@
 // travel as DATAGRAM frames, so UDP works wherever the connection to the
 // gateway does. [Dialer.ListenPacket] opens one on a session of its own,
 // which its Close ends; [Session.ListenPacket] on an existing session.
-// WriteTo takes an IP address or a name for the gateway to resolve;
+// WriteTo takes an IP address or a name for the gateway to resolve
+// ([NamedAddr]);
 // ReadFrom reports each datagram's source.
 //
 // Errors follow package net: a *net.OpError whose Err is a *[ReplyError]

@@ -116,33 +116,26 @@ func FuzzClientHandshake(f *testing.F) {
 // every offer with Filter; bit 1 listens with Session.Listen rather than
 // Dialer.Listen. The client must not panic, hang, or leak goroutines.
 func FuzzSessionFrames(f *testing.F) {
-	enc := func(ms ...proto.Message) []byte {
-		var b []byte
-		for _, m := range ms {
-			b, _ = proto.AppendFrame(b, m)
-		}
-		return b
-	}
 	caller := proto.Addr{IP: ip4, Port: 40000}
 	offer := proto.AcceptOffer{ListenerID: 1, Token: proto.Token{1}, Caller: caller, ExpiresMillis: 10000}
 	take := append([]byte{proto.Version5, byte(proto.MethodExtensions)},
-		enc(proto.HelloAck{Features: proto.FeatureListen, SessionID: proto.SessionID{2}},
+		encFrames(proto.HelloAck{Features: proto.FeatureListen, SessionID: proto.SessionID{2}},
 			proto.ExtReply{ID: 1, Command: proto.CommandTake, Addr: caller})...)
 	take = append(take, "caller's bytes"...)
-	listenRep := enc(proto.ExtReply{ID: 1, Command: proto.CommandListen, ListenerID: 1, Addr: proto.Addr{IP: ip4, Port: 8080}})
+	listenRep := encFrames(proto.ExtReply{ID: 1, Command: proto.CommandListen, ListenerID: 1, Addr: proto.Addr{IP: ip4, Port: 8080}})
 	cat := func(mode byte, ctl, take []byte) []byte {
 		b := []byte{mode, byte(len(ctl) >> 8), byte(len(ctl))}
 		b = append(b, ctl...)
 		return append(b, take...)
 	}
-	f.Add(cat(0, enc(offer), take))
-	f.Add(cat(1, enc(offer, proto.Ping{Opaque: [8]byte{1}}), take))
-	f.Add(cat(2, enc(offer, offer), take))
-	f.Add(cat(0, enc(proto.AcceptOffer{ListenerID: 2, Caller: caller}), take))
-	f.Add(cat(0, enc(proto.AcceptOffer{ListenerID: 1, Caller: caller}), take))
-	f.Add(cat(0, enc(offer, proto.Close{Reason: proto.ReplyGeneralFailure}), []byte{5, 0xC6}))
-	f.Add(cat(4, append(listenRep, enc(offer)...), take))
-	f.Add(cat(6, enc(proto.ExtReply{ID: 1, Code: proto.ReplyPortUnavailable, Command: proto.CommandListen}), nil))
+	f.Add(cat(0, encFrames(offer), take))
+	f.Add(cat(1, encFrames(offer, proto.Ping{Opaque: [8]byte{1}}), take))
+	f.Add(cat(2, encFrames(offer, offer), take))
+	f.Add(cat(0, encFrames(proto.AcceptOffer{ListenerID: 2, Caller: caller}), take))
+	f.Add(cat(0, encFrames(proto.AcceptOffer{ListenerID: 1, Caller: caller}), take))
+	f.Add(cat(0, encFrames(offer, proto.Close{Reason: proto.ReplyGeneralFailure}), []byte{5, 0xC6}))
+	f.Add(cat(4, append(listenRep, encFrames(offer)...), take))
+	f.Add(cat(6, encFrames(proto.ExtReply{ID: 1, Code: proto.ReplyPortUnavailable, Command: proto.CommandListen}), nil))
 	f.Add(cat(0, []byte{0x05, 0x03, 0x01, 0x00}, take))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -249,20 +242,13 @@ func FuzzSessionFrames(f *testing.F) {
 // each well-formed DATAGRAM of association 1 with its IP source, end
 // with an error when the session does, and never panic or hang.
 func FuzzPacketFrames(f *testing.F) {
-	enc := func(ms ...proto.Message) []byte {
-		var b []byte
-		for _, m := range ms {
-			b, _ = proto.AppendFrame(b, m)
-		}
-		return b
-	}
 	src := proto.Addr{IP: ip4, Port: 53}
-	f.Add(byte(0), enc(proto.Datagram{AssocID: 1, Addr: src, Payload: []byte("answer")}))
-	f.Add(byte(0), enc(proto.Datagram{AssocID: 1, Addr: src}, proto.Ping{Opaque: [8]byte{1}}, proto.Datagram{AssocID: 1, Addr: proto.Addr{IP: ip6, Port: 1}, Payload: []byte("x")}))
-	f.Add(byte(0), enc(proto.Datagram{AssocID: 2, Addr: src}))
-	f.Add(byte(0), enc(proto.Datagram{AssocID: 1, Addr: proto.Addr{FQDN: "name.test", Port: 53}}))
-	f.Add(byte(1), enc(proto.Datagram{AssocID: 1, Addr: src}))
-	f.Add(byte(0), enc(proto.Close{Reason: proto.ReplyGeneralFailure}))
+	f.Add(byte(0), encFrames(proto.Datagram{AssocID: 1, Addr: src, Payload: []byte("answer")}))
+	f.Add(byte(0), encFrames(proto.Datagram{AssocID: 1, Addr: src}, proto.Ping{Opaque: [8]byte{1}}, proto.Datagram{AssocID: 1, Addr: proto.Addr{IP: ip6, Port: 1}, Payload: []byte("x")}))
+	f.Add(byte(0), encFrames(proto.Datagram{AssocID: 2, Addr: src}))
+	f.Add(byte(0), encFrames(proto.Datagram{AssocID: 1, Addr: proto.Addr{FQDN: "name.test", Port: 53}}))
+	f.Add(byte(1), encFrames(proto.Datagram{AssocID: 1, Addr: src}))
+	f.Add(byte(0), encFrames(proto.Close{Reason: proto.ReplyGeneralFailure}))
 	f.Add(byte(0), []byte{0x08, 0x80, 0x01, 0x00, 0x01})
 
 	f.Fuzz(func(t *testing.T, mode byte, gw []byte) {
@@ -325,4 +311,13 @@ func FuzzPacketFrames(f *testing.F) {
 			}
 		}
 	})
+}
+
+// encFrames encodes ms as consecutive frames.
+func encFrames(ms ...proto.Message) []byte {
+	var b []byte
+	for _, m := range ms {
+		b, _ = proto.AppendFrame(b, m)
+	}
+	return b
 }

@@ -217,9 +217,9 @@ func (pc *PacketConn) wait(dl time.Time, wake <-chan struct{}) error {
 	return nil
 }
 
-// WriteTo sends p to addr: a *net.UDPAddr, a *net.IPAddr with no port
-// is refused, and any other net.Addr is taken as "host:port", where host
-// may be a name that the gateway resolves. A payload over 65507 bytes
+// WriteTo sends p to addr: a *net.UDPAddr, or any other net.Addr (a
+// NamedAddr, say) whose String is "host:port", where host may be a name
+// that the gateway resolves. A payload over 65507 bytes
 // fails. The write deadline (SetWriteDeadline), or the Dialer's Timeout,
 // bounds the wait for the session's connection, other writers included;
 // a write that fails after part of the frame went out ends the session.
@@ -251,6 +251,17 @@ func (pc *PacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	}
 	return len(p), nil
 }
+
+// A NamedAddr is a UDP destination given by name, "host:port", for
+// PacketConn.WriteTo: the gateway resolves the host. (Any net.Addr whose
+// String is "host:port" will do; this is the one to hand.)
+type NamedAddr string
+
+// Network returns "udp".
+func (NamedAddr) Network() string { return "udp" }
+
+// String returns the address as given.
+func (a NamedAddr) String() string { return string(a) }
 
 // packetAddr turns a WriteTo address into the DATAGRAM's Address.
 func packetAddr(addr net.Addr) (proto.Addr, error) {

@@ -20,12 +20,6 @@ import (
 
 var _ net.PacketConn = (*client.PacketConn)(nil)
 
-// hostPort is a net.Addr naming a host, which the gateway resolves.
-type hostPort string
-
-func (hostPort) Network() string  { return "udp" }
-func (h hostPort) String() string { return string(h) }
-
 // packetEcho sends p to addr and returns what comes back and from where.
 func packetEcho(t *testing.T, pc net.PacketConn, p []byte, addr net.Addr) ([]byte, net.Addr) {
 	t.Helper()
@@ -76,7 +70,7 @@ func TestListenPacket(t *testing.T) {
 	})
 
 	t.Run("name", func(t *testing.T) {
-		got, from := packetEcho(t, pc, []byte("by name"), hostPort(fmt.Sprintf("echo.test:%d", echo.Port)))
+		got, from := packetEcho(t, pc, []byte("by name"), client.NamedAddr(fmt.Sprintf("echo.test:%d", echo.Port)))
 		if string(got) != "by name" || from.String() != echo.String() {
 			t.Fatalf("got %q from %v", got, from)
 		}
@@ -155,19 +149,7 @@ func TestListenPacket(t *testing.T) {
 
 	t.Run("session", func(t *testing.T) {
 		// Two associations on one session: each gets its own replies.
-		ss, err := d.OpenSession(testCtx(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ss.Close()
-		a, err := ss.ListenPacket(testCtx(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := ss.ListenPacket(testCtx(t))
-		if err != nil {
-			t.Fatal(err)
-		}
+		ss, a, b := twoAssocs(t, d)
 		if a.PublicAddrs()[0] == b.PublicAddrs()[0] {
 			t.Fatalf("two associations share the external address %v", a.PublicAddrs()[0])
 		}
@@ -258,19 +240,7 @@ func TestFakePacketWriteDeadline(t *testing.T) {
 		<-release // reads nothing more
 	})
 	defer close(release)
-	ss, err := (&client.Dialer{ProxyAddress: gw, Timeout: -1}).OpenSession(testCtx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ss.Close()
-	a, err := ss.ListenPacket(testCtx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ss.ListenPacket(testCtx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, a, b := twoAssocs(t, &client.Dialer{ProxyAddress: gw, Timeout: -1})
 	to := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9}
 	go func() {
 		big := make([]byte, 60000)
@@ -283,8 +253,26 @@ func TestFakePacketWriteDeadline(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // a's writes have filled the connection
 	b.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	start := time.Now()
-	_, err = b.WriteTo([]byte("x"), to)
+	_, err := b.WriteTo([]byte("x"), to)
 	if !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) > 5*time.Second {
 		t.Fatalf("WriteTo behind a stuck writer: %v after %v, want a deadline error after 100ms", err, time.Since(start))
 	}
+}
+
+// twoAssocs opens a session through d, closed when the test ends, with
+// two UDP associations on it.
+func twoAssocs(t *testing.T, d *client.Dialer) (*client.Session, *client.PacketConn, *client.PacketConn) {
+	t.Helper()
+	ss, err := d.OpenSession(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ss.Close() })
+	var pcs [2]*client.PacketConn
+	for i := range pcs {
+		if pcs[i], err = ss.ListenPacket(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ss, pcs[0], pcs[1]
 }

@@ -881,19 +881,12 @@ func (a *udpAssoc) writeOne(framed []byte) {
 	}
 	var to net.Addr
 	if h.Addr.FQDN != "" {
-		to = nameAddr(h.Addr.String())
+		to = client.NamedAddr(h.Addr.String())
 	} else {
 		to = net.UDPAddrFromAddrPort(netip.AddrPortFrom(h.Addr.IP, h.Addr.Port))
 	}
 	a.pc.WriteTo(framed[hn:], to)
 }
-
-// nameAddr is a destination given by name ("name:port"), which the
-// gateway resolves.
-type nameAddr string
-
-func (nameAddr) Network() string  { return "udp" }
-func (n nameAddr) String() string { return string(n) }
 
 // sendOrQueue sends a framed datagram, or holds it while the association
 // is being made; it drops it if the association failed or ended.

@@ -27,12 +27,6 @@ func (o *udpOptions) define(fs *flag.FlagSet) {
 	fs.IntVar(&o.replies, "replies", 0, "exit once this many datagrams have come back (0: no limit)")
 }
 
-// hostPort is a destination named by host, which the gateway resolves.
-type hostPort string
-
-func (hostPort) Network() string  { return "udp" }
-func (h hostPort) String() string { return string(h) }
-
 // udpTarget is the WriteTo address of target ("host:port"): an IP
 // address as itself, a name for the gateway to resolve.
 func udpTarget(target string) (net.Addr, error) {
@@ -51,7 +45,7 @@ func udpTarget(target string) (net.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(p))), nil
 	}
-	return hostPort(net.JoinHostPort(host, strconv.FormatUint(p, 10))), nil
+	return client.NamedAddr(net.JoinHostPort(host, strconv.FormatUint(p, 10))), nil
 }
 
 // udpExchange opens a UDP association in the stream to the gateway,
