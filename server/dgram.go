@@ -150,6 +150,7 @@ func (ss *session) openStreamAssoc(req proto.ExtRequest, assocs map[uint64]*stre
 		peers: make(map[netip.AddrPort]int64), allowed: make(map[proto.Addr]admitted),
 	}
 	a.fam, _ = req.Options.Family()
+	s.addAssocPort(a.port(), 1)
 	a.touch()
 	assocs[a.id] = a
 	a.wg.Add(2)
@@ -177,6 +178,60 @@ func (ss *session) assocPublicAddrs(a *streamAssoc) []netip.AddrPort {
 
 func (a *streamAssoc) touch() { a.last.Store(time.Now().UnixNano()) }
 
+// port is the association's external port.
+func (a *streamAssoc) port() uint16 { return addrPortOf(a.conn.LocalAddr()).Port() }
+
+// addAssocPort counts an association on port in (n 1) or out (n -1).
+func (s *Server) addAssocPort(port uint16, n int) {
+	s.assocMu.Lock()
+	defer s.assocMu.Unlock()
+	if s.assocPorts == nil {
+		s.assocPorts = make(map[uint16]int)
+	}
+	if s.assocPorts[port] += n; s.assocPorts[port] <= 0 {
+		delete(s.assocPorts, port)
+	}
+}
+
+// hairpin reports whether dst is the external address of an in-stream
+// UDP association on this host: a loopback or interface address of the
+// gateway, and an association's port. The draft asks a gateway to
+// forward between associations through their external addresses
+// (hairpinning), which the guard would otherwise refuse as the
+// gateway's own address. The kernel delivers such a datagram locally,
+// and the other association's filtering still applies.
+func (s *Server) hairpin(dst netip.AddrPort) bool {
+	s.assocMu.Lock()
+	_, ok := s.assocPorts[dst.Port()]
+	s.assocMu.Unlock()
+	if !ok {
+		return false
+	}
+	ip := dst.Addr().Unmap()
+	if ip.IsLoopback() {
+		return true
+	}
+	for _, a := range s.selfAddrs() {
+		if a == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// allowDest checks a destination address of the association against
+// guard and policy; an association's external address on this host
+// needs the policy only (hairpin).
+func (a *streamAssoc) allowDest(ctx context.Context, r *Request, ip netip.Addr, port uint16) error {
+	if a.ss.s.hairpin(netip.AddrPortFrom(ip, port)) {
+		if p := a.ss.st.Policy; p != nil {
+			return p.AllowIP(ctx, r, ip)
+		}
+		return nil
+	}
+	return a.ss.allowIPFor(ctx, r, ip)
+}
+
 // expired reports whether no datagram has passed for the idle timeout.
 func (a *streamAssoc) expired(now time.Time) bool {
 	return now.Sub(time.Unix(0, a.last.Load())) >= a.idle
@@ -187,6 +242,7 @@ func (a *streamAssoc) expired(now time.Time) bool {
 // ended in order).
 func (a *streamAssoc) close(why error) {
 	a.end()
+	a.ss.s.addAssocPort(a.port(), -1)
 	a.conn.Close()
 	a.wg.Wait()
 	a.ss.auditAssoc(a, proto.ExtRequest{}, why)
@@ -336,7 +392,7 @@ func (a *streamAssoc) admit(t proto.Addr) (netip.AddrPort, time.Duration, bool) 
 	ttl := admittedFor
 	if t.FQDN == "" {
 		ip := t.IP.Unmap()
-		if err := ss.allowIPFor(ctx, &r, ip); err != nil {
+		if err := a.allowDest(ctx, &r, ip, t.Port); err != nil {
 			return netip.AddrPort{}, 0, false
 		}
 		ips = []netip.Addr{ip}
@@ -346,7 +402,7 @@ func (a *streamAssoc) admit(t proto.Addr) (netip.AddrPort, time.Duration, bool) 
 			return netip.AddrPort{}, 0, false
 		}
 		for _, x := range ans {
-			if ip := x.Addr.Unmap(); ss.allowIPFor(ctx, &r, ip) == nil {
+			if ip := x.Addr.Unmap(); a.allowDest(ctx, &r, ip, t.Port) == nil {
 				ips = append(ips, ip)
 				// The draft: cache a name's answer for its TTL at most.
 				ttl = min(ttl, max(time.Duration(x.TTL)*time.Second, time.Second))

@@ -276,6 +276,39 @@ func TestStreamUDP(t *testing.T) {
 		t.Fatal("the session stayed open for 10s with only datagrams for a dead association")
 	})
 
+	t.Run("hairpin", func(t *testing.T) {
+		// With the default guard (no loopback, no own addresses), one
+		// association reaches another's external address on this
+		// gateway, through the other's filtering; an ordinary loopback
+		// service stays refused.
+		s4 := &server.Server{HandshakeTimeout: e2eWait, Logger: socks6test.Logger(t)}
+		gw4 := startGateway(t, s4)
+		ca, _ := extHello(t, gw4, "", "")
+		defer ca.Close()
+		cb, _ := extHello(t, gw4, "", "")
+		defer cb.Close()
+		ra, rb := udpOpen(t, ca, 1, nil), udpOpen(t, cb, 1, nil)
+		extA, extB := ra.Options.PublicAddrs()[0], rb.Options.PublicAddrs()[0]
+		extSend(t, ca, proto.Datagram{AssocID: ra.AssocID, Addr: extB, Payload: []byte("unasked")})
+		time.Sleep(50 * time.Millisecond)
+		if got := udpPing(t, cb, 6); len(got) != 0 {
+			t.Fatalf("B got %+v before it sent to A", got)
+		}
+		extSend(t, cb, proto.Datagram{AssocID: rb.AssocID, Addr: extA, Payload: []byte("from b")})
+		if g := udpNext(t, ca); string(g.Payload) != "from b" || g.Addr != extB {
+			t.Fatalf("A got %q from %v, want from b from %v", g.Payload, g.Addr, extB)
+		}
+		extSend(t, ca, proto.Datagram{AssocID: ra.AssocID, Addr: extB, Payload: []byte("from a")})
+		if g := udpNext(t, cb); string(g.Payload) != "from a" || g.Addr != extA {
+			t.Fatalf("B got %q from %v, want from a from %v", g.Payload, g.Addr, extA)
+		}
+		extSend(t, ca, proto.Datagram{AssocID: ra.AssocID, Addr: udpAddr(echo), Payload: []byte("to a loopback service")})
+		time.Sleep(50 * time.Millisecond)
+		if got := udpPing(t, ca, 7); len(got) != 0 {
+			t.Fatalf("a loopback service answered through the default guard: %+v", got)
+		}
+	})
+
 	t.Run("bad", func(t *testing.T) {
 		// The address of a UDP request is ignored (the draft: the client
 		// sends the zero address, the gateway ignores it).

@@ -107,6 +107,12 @@ type Server struct {
 	selfMu   sync.Mutex
 	selfAt   time.Time
 	selfAddr []netip.Addr
+
+	// assocPorts counts the in-stream UDP associations by their port, so
+	// that a datagram from one association to another's external
+	// address on this host may pass the guard (hairpinning).
+	assocMu    sync.Mutex
+	assocPorts map[uint16]int
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
