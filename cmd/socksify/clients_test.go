@@ -3,6 +3,7 @@ package main_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -557,4 +558,19 @@ func TestNested(t *testing.T) {
 	expectExit(t, p, 0)
 	expectContains(t, "nested curl", p.stdout.String(), wantBody(target, "/nested"))
 	l.waitSession(target)
+}
+
+// The same through the binary: a program under socksify prints its
+// environment, and the password is not in it. No gateway is contacted.
+func TestProgramEnvBinary(t *testing.T) {
+	needSocksify(t)
+	cmd := exec.Command(socksifyBin, "--", "env")
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "ALL_PROXY=socks5://u:secret@127.0.0.1:1", "SOCKS6_PASSWORD=secret2"}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("socksify -- env: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "secret") || !strings.Contains(string(out), "SOCKSIFY_SUPERVISED=1") {
+		t.Errorf("the program's environment:\n%s", out)
+	}
 }

@@ -250,7 +250,7 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	attr := &os.ProcAttr{Env: withoutEnv(env, "SOCKS6_PASSWORD")}
+	attr := &os.ProcAttr{Env: programEnv(env)}
 	var p process
 	if o.isolate {
 		p, err = isolate.Start(ctx, isolate.Config{Dialer: d, OnConnect: sup.OnConnect, Logger: sup.Logger}, path, o.argv, attr)
@@ -440,6 +440,30 @@ func schemeOf(s string) string {
 
 // withoutEnv returns env without key: the program need not see the
 // gateway password.
+// programEnv is the program's environment: socksify's own, without the
+// gateway's password. SOCKS6_PASSWORD goes, and so does any proxy
+// variable (SOCKS6_PROXY, ALL_PROXY, all_proxy, SOCKS_SERVER) whose URL
+// carries a password: the program's connections go through the gateway
+// without it, and a proxy-aware program left without the variable
+// simply connects directly, which socksify then proxies.
+func programEnv(env []string) []string {
+	env = withoutEnv(env, "SOCKS6_PASSWORD")
+	out := env[:0:0]
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "SOCKS6_PROXY", "ALL_PROXY", "all_proxy", "SOCKS_SERVER":
+			if u, err := url.Parse(v); err == nil && u.User != nil {
+				if _, has := u.User.Password(); has {
+					continue
+				}
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
 func withoutEnv(env []string, key string) []string {
 	out := env[:0:0]
 	for _, kv := range env {
@@ -565,7 +589,8 @@ address).
 The gateway comes from -proxy, else $SOCKS6_PROXY, $ALL_PROXY (socks5://,
 socks5h:// or socks6:// only) or $SOCKS_SERVER (host:port). Without one,
 socksify exits with status 2 and runs nothing. The password comes from the URL
-or $SOCKS6_PASSWORD.
+or $SOCKS6_PASSWORD; the program sees neither (a proxy variable with a password
+is left out of its environment).
 
 Needs Linux 5.19 or later on x86_64 (seccomp user notification). It exits
 with the program's status, 128+N if the program died of signal N, 2 for usage
