@@ -473,10 +473,11 @@ type dgramWriter struct {
 	done chan struct{}
 	wg   sync.WaitGroup
 
-	mu     sync.Mutex
-	q      [][]byte
-	bytes  int
-	broken bool // a write failed: the connection is closed
+	mu      sync.Mutex
+	q       [][]byte
+	bytes   int
+	writing bool // a frame taken from q, or sent at once, is being written
+	broken  bool // a write failed: the connection is closed
 }
 
 func newDgramWriter(ss *session) *dgramWriter {
@@ -486,10 +487,24 @@ func newDgramWriter(ss *session) *dgramWriter {
 	return w
 }
 
-// send queues a copy of frame, or reports false if it was dropped.
+// send writes frame at once if nothing is queued or being written and
+// the connection is free (no hand-off to the writer goroutine: the
+// common case), else queues a copy; it reports false if the frame was
+// dropped.
 func (w *dgramWriter) send(frame []byte) bool {
 	w.mu.Lock()
-	if w.broken || w.bytes+len(frame) > streamDownQueueBytes {
+	if w.broken {
+		w.mu.Unlock()
+		return false
+	}
+	if len(w.q) == 0 && !w.writing && w.ss.wmu.TryLock() {
+		w.writing = true
+		w.mu.Unlock()
+		err := w.ss.writeFrameBytesLocked(frame)
+		w.ss.wmu.Unlock()
+		return w.written(err)
+	}
+	if w.bytes+len(frame) > streamDownQueueBytes {
 		w.mu.Unlock()
 		return false
 	}
@@ -513,7 +528,9 @@ func (w *dgramWriter) run() {
 		}
 		for {
 			w.mu.Lock()
-			if len(w.q) == 0 {
+			if len(w.q) == 0 || w.writing {
+				// Empty, or a frame sent at once is being written; its
+				// sender wakes us when it is done.
 				w.mu.Unlock()
 				break
 			}
@@ -521,15 +538,32 @@ func (w *dgramWriter) run() {
 			w.q[0] = nil
 			w.q = w.q[1:]
 			w.bytes -= len(f)
+			w.writing = true
 			w.mu.Unlock()
-			if err := w.ss.writeFrameBytes(f); err != nil {
-				w.mu.Lock()
-				w.broken, w.q, w.bytes = true, nil, 0
-				w.mu.Unlock()
+			if !w.written(w.ss.writeFrameBytes(f)) {
 				return
 			}
 		}
 	}
+}
+
+// written records the end of a write and reports whether it succeeded;
+// it wakes the writer goroutine for what was queued meanwhile.
+func (w *dgramWriter) written(err error) bool {
+	w.mu.Lock()
+	w.writing = false
+	if err != nil {
+		w.broken, w.q, w.bytes = true, nil, 0
+	}
+	more := len(w.q) > 0
+	w.mu.Unlock()
+	if more {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+	return err == nil
 }
 
 // close stops the writer; what is still queued is dropped.
@@ -544,6 +578,11 @@ func (w *dgramWriter) close() {
 func (ss *session) writeFrameBytes(b []byte) error {
 	ss.wmu.Lock()
 	defer ss.wmu.Unlock()
+	return ss.writeFrameBytesLocked(b)
+}
+
+// writeFrameBytesLocked is writeFrameBytes for a caller that holds wmu.
+func (ss *session) writeFrameBytesLocked(b []byte) error {
 	ss.c.SetWriteDeadline(time.Now().Add(ss.s.handshakeTimeout()))
 	if _, err := ss.c.Write(b); err != nil {
 		ss.c.Close()
