@@ -152,17 +152,8 @@ func FuzzSessionFrames(f *testing.F) {
 		// LISTEN, then the fuzzer's bytes, then EOF.
 		gateway := func(srv net.Conn) {
 			defer srv.Close()
-			srv.SetDeadline(time.Now().Add(10 * time.Second))
-			if _, err := proto.ReadGreeting(srv); err != nil {
-				return
-			}
-			srv.Write([]byte{proto.Version5, byte(proto.MethodExtensions)})
-			if _, err := proto.ReadFrame(srv, nil); err != nil {
-				return
-			}
-			proto.WriteFrame(srv, proto.HelloAck{Features: proto.FeatureListen | proto.FeatureResolve, MaxFrameLen: 4096, SessionID: proto.SessionID{1}})
-			rf, err := proto.ReadFrame(srv, nil)
-			if err != nil {
+			rf, ok := fuzzGatewayRequest(srv, proto.FeatureListen|proto.FeatureResolve)
+			if !ok {
 				return
 			}
 			wg.Go(func() { io.Copy(io.Discard, srv) })
@@ -261,17 +252,8 @@ func FuzzPacketFrames(f *testing.F) {
 				cli, srv := net.Pipe()
 				wg.Go(func() {
 					defer srv.Close()
-					srv.SetDeadline(time.Now().Add(10 * time.Second))
-					if _, err := proto.ReadGreeting(srv); err != nil {
-						return
-					}
-					srv.Write([]byte{proto.Version5, byte(proto.MethodExtensions)})
-					if _, err := proto.ReadFrame(srv, nil); err != nil {
-						return
-					}
-					proto.WriteFrame(srv, proto.HelloAck{Features: proto.FeatureUDP, MaxFrameLen: 4096, SessionID: proto.SessionID{1}})
-					rf, err := proto.ReadFrame(srv, nil)
-					if err != nil {
+					rf, ok := fuzzGatewayRequest(srv, proto.FeatureUDP)
+					if !ok {
 						return
 					}
 					wg.Go(func() { io.Copy(io.Discard, srv) })
@@ -320,4 +302,20 @@ func encFrames(ms ...proto.Message) []byte {
 		b, _ = proto.AppendFrame(b, m)
 	}
 	return b
+}
+
+// fuzzGatewayRequest plays a gateway's side of negotiation on srv, with
+// features in HELLO_ACK, and returns the client's first REQUEST frame.
+func fuzzGatewayRequest(srv net.Conn, features proto.Features) (proto.Frame, bool) {
+	srv.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := proto.ReadGreeting(srv); err != nil {
+		return proto.Frame{}, false
+	}
+	srv.Write([]byte{proto.Version5, byte(proto.MethodExtensions)})
+	if _, err := proto.ReadFrame(srv, nil); err != nil {
+		return proto.Frame{}, false
+	}
+	proto.WriteFrame(srv, proto.HelloAck{Features: features, MaxFrameLen: 4096, SessionID: proto.SessionID{1}})
+	rf, err := proto.ReadFrame(srv, nil)
+	return rf, err == nil
 }

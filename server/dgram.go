@@ -57,7 +57,7 @@ type streamAssoc struct {
 	ss    *session
 	id    uint64
 	conn  *net.UDPConn
-	idle  time.Duration // 0: none
+	idle  time.Duration // always set: the protocol cannot end one association alone
 	ctx   context.Context
 	end   context.CancelFunc
 	queue chan streamDatagram // to admit
@@ -317,10 +317,10 @@ func (a *streamAssoc) sendTo(dst netip.AddrPort, payload []byte) {
 }
 
 // sweepPeersLocked forgets peers not sent to within the idle timeout
-// (all of them if there is none and the table is full).
+// (all of them if the table is still full).
 func (a *streamAssoc) sweepPeersLocked(now time.Time) {
 	for p, t := range a.peers {
-		if a.idle == 0 || now.Sub(time.Unix(0, t)) >= a.idle {
+		if now.Sub(time.Unix(0, t)) >= a.idle {
 			delete(a.peers, p)
 		}
 	}
@@ -335,7 +335,7 @@ func (a *streamAssoc) isPeer(src netip.AddrPort, now time.Time) bool {
 	a.mu.Lock()
 	t, ok := a.peers[src]
 	a.mu.Unlock()
-	return ok && (a.idle == 0 || now.Sub(time.Unix(0, t)) < a.idle)
+	return ok && now.Sub(time.Unix(0, t)) < a.idle
 }
 
 // admitLoop admits the destinations of queued datagrams (policy, guard,

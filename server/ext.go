@@ -246,10 +246,8 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 				dl = active.Add(d)
 			}
 			for _, a := range assocs {
-				if a.idle > 0 {
-					if t := time.Unix(0, a.last.Load()).Add(a.idle); dl.IsZero() || t.Before(dl) {
-						dl = t
-					}
+				if t := time.Unix(0, a.last.Load()).Add(a.idle); dl.IsZero() || t.Before(dl) {
+					dl = t
 				}
 			}
 			ss.c.SetReadDeadline(dl)
