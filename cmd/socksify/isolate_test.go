@@ -129,6 +129,51 @@ except OSError as e:
 		expectExit(t, p, 7)
 		l.expectNoSession(l.target("127.0.0.1", l.httpPort))
 	})
+	// A root program keeps only the capabilities that reach no further
+	// than its namespace or its files, and the kernel's files that the
+	// kernel acts on outside every namespace are read-only: it cannot
+	// join another network namespace (socksify's own, its parent's, the
+	// way out), nor have the kernel run a helper for it outside.
+	t.Run("contained_root", func(t *testing.T) {
+		py := needPython(t)
+		p := l.isolate(runOpts{}, py, "-c", `
+import ctypes, os
+for line in open("/proc/self/status"):
+    if line.startswith("Cap"):
+        print(line.strip())
+libc = ctypes.CDLL(None, use_errno=True)
+try:
+    fd = os.open("/proc/%d/ns/net" % os.getppid(), os.O_RDONLY)
+    print("setns:", libc.setns(fd, 0x40000000), ctypes.get_errno())
+except OSError as e:
+    print("setns: open", e.errno)
+for f in ["/proc/sys/kernel/core_pattern", "/sys/kernel/uevent_helper"]:
+    try:
+        open(f, "r+").close() # opened for writing: nothing written
+        print("writable:", f)
+    except OSError as e:
+        print("write", f, e.errno)
+print("uid:", os.getuid())
+`)
+		expectExit(t, p, 0)
+		out := p.stdout.String()
+		// CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID, KILL,
+		// SETGID, SETUID (bits 0-7), NET_BIND_SERVICE (10), NET_RAW (13);
+		// root starts with no inheritable capabilities.
+		for _, set := range []string{"CapPrm:\t00000000000024ff", "CapEff:\t00000000000024ff", "CapBnd:\t00000000000024ff", "CapInh:\t0000000000000000", "CapAmb:\t0000000000000000"} {
+			expectContains(t, "the program's capabilities", out, set)
+		}
+		// Without CAP_SYS_PTRACE the namespace file of a process with
+		// more capabilities cannot even be opened (EACCES); setns would
+		// fail without CAP_SYS_ADMIN (EPERM).
+		if !strings.Contains(out, "setns: open 13\n") && !strings.Contains(out, "setns: -1 1\n") {
+			t.Errorf("joining socksify's network namespace did not fail with EACCES or EPERM:\n%s", out)
+		}
+		expectContains(t, "core_pattern", out, "write /proc/sys/kernel/core_pattern 30\n") // EROFS
+		if strings.Contains(out, "writable:") {
+			t.Errorf("a kernel file is writable in the namespace:\n%s", out)
+		}
+	})
 	t.Run("static_go_stress", func(t *testing.T) {
 		l.stress(t, 200, func(argv ...string) *proc {
 			return l.isolate(runOpts{timeout: 45 * time.Second}, argv...)

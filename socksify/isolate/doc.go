@@ -30,6 +30,15 @@
 //     address) and fd00:5eed:0:1::1/128; its loopback is its own, so a
 //     program cannot reach services on the host's loopback (the gateway
 //     can, when its policy allows).
+//   - The program cannot undo this, even as root: it starts with its
+//     capabilities, bounding set included, reduced to those that reach
+//     no further than its namespace or its files (keptCapabilities), and
+//     in a mount namespace of its own where /proc/sys, /sys and
+//     /proc/sysrq-trigger are read-only (the kernel runs some of those
+//     files as helpers outside every namespace). Unix sockets in the
+//     file system stay reachable, as in any namespace sandbox that
+//     shares the host's file system.
 //
-// It needs Linux, CAP_NET_ADMIN (root) and /dev/net/tun.
+// It needs Linux, CAP_NET_ADMIN and CAP_SYS_ADMIN (root) and
+// /dev/net/tun.
 package isolate

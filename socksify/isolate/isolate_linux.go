@@ -135,7 +135,7 @@ func Start(ctx context.Context, cfg Config, path string, argv []string, attr *os
 			r.pcs, r.lns = nil, nil
 		}
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			fail(fmt.Errorf("socksify isolate: unshare(CLONE_NEWNET): %w (the isolate mode needs root, or CAP_NET_ADMIN)", err))
+			fail(fmt.Errorf("socksify isolate: unshare(CLONE_NEWNET): %w (the isolate mode needs root: CAP_SYS_ADMIN and CAP_NET_ADMIN)", err))
 			return
 		}
 		tun, err := openTUN(tunName)
@@ -167,6 +167,16 @@ func Start(ctx context.Context, cfg Config, path string, argv []string, attr *os
 				return
 			}
 			r.lns = append(r.lns, ln)
+		}
+		// Last: the namespace is set up, and the sockets above needed
+		// no capability left.
+		if err := readOnlyKernelFiles(); err != nil {
+			fail(fmt.Errorf("socksify isolate: %w", err))
+			return
+		}
+		if err := dropCapabilities(); err != nil {
+			fail(fmt.Errorf("socksify isolate: %w", err))
+			return
 		}
 		proc, err := os.StartProcess(path, argv, attr)
 		if err != nil {
