@@ -88,6 +88,10 @@
 //     (musl's resolver checks it); ancillary data is dropped there.
 //   - getpeername on a socket the supervisor connected: the address the
 //     program asked for (the fake address and port, or the literal).
+//     getsockname is not trapped (unless Publish): it reports the
+//     program's real end of its connection to the gateway, in the
+//     socket's family, an address the program can bind another socket
+//     to; the gateway's outside address would not be.
 //   - UDP to anywhere else (not loopback, the gateway's address or
 //     Direct): through the gateway, one association per socket, made at
 //     its first datagram (see udp_linux.go): in the TCP stream
@@ -130,9 +134,7 @@
 // # Not done yet
 //
 // Publishing again after the gateway's session ended;
-// getsockname on outgoing connections (reports the program's end of its
-// connection to the gateway, or of a UDP socket's to the ingress on
-// loopback); UDP_SEGMENT in sendmmsg;
+// UDP_SEGMENT in sendmmsg;
 // forwarding DNS types other than A, AAAA, PTR, HTTPS and SVCB; TCP
 // Fast Open through the gateway (EOPNOTSUPP); a relay mode for event
 // loops that would rather not wait one gateway round trip in connect;

@@ -120,6 +120,21 @@ func TestPython(t *testing.T) {
 			"python getpeername after disconnect: ENOTCONN")
 		l.waitSession(l.target("example.test", l.httpPort))
 	})
+	// getsockname reports the program's real end of its connection to
+	// the gateway, in the socket's family (IPv4-mapped when an AF_INET6
+	// socket reaches an IPv4 gateway), an address the program can bind
+	// another socket to, as programs that keep to one local address do.
+	t.Run("getsockname", func(t *testing.T) {
+		for _, tc := range []struct{ family, host string }{{"4", "example.test"}, {"6", literalV6}} {
+			p := l.socksify(py, script, "sockname", tc.family, tc.host, strconv.Itoa(l.httpPort))
+			expectExit(t, p, 0)
+			out := p.stdout.String()
+			want := map[string]string{"4": "AF_INET", "6": "AF_INET6"}[tc.family]
+			expectContains(t, "getsockname", out, "python sockname family: "+want+"\n")
+			expectContains(t, "bind to getsockname's address", out, "python sockname bind: ok")
+			l.waitSession(l.target(tc.host, l.httpPort))
+		}
+	})
 	t.Run("refused", func(t *testing.T) {
 		p := l.socksify(py, script, "refused", "example.test", strconv.Itoa(l.closedPort))
 		expectExit(t, p, 0)

@@ -6,6 +6,9 @@
   pyclient.py refused HOST PORT   connect to a closed port; print the exception
   pyclient.py errno FAMILY HOST PORT
                                   getaddrinfo in FAMILY (4 or 6), connect; print the errno
+  pyclient.py sockname FAMILY HOST PORT
+                                  connect in FAMILY; print getsockname's family and whether a
+                                  new socket binds to its address
 """
 import socket
 import sys
@@ -43,6 +46,24 @@ def udp(host, port, msg):
     print("python udp resolved:", socket.gethostbyname(host))
 
 
+def sockname(family, host, port):
+    fam = socket.AF_INET if family == "4" else socket.AF_INET6
+    addr = socket.getaddrinfo(host, port, fam, socket.SOCK_STREAM)[0][4]
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(addr)
+    local = s.getsockname()
+    print("python sockname family:", "AF_INET6" if len(local) == 4 else "AF_INET")
+    b = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        b.bind((local[0], 0))
+        print("python sockname bind: ok")
+    except OSError as e:
+        print("python sockname bind:", e)
+    b.close()
+    s.close()
+
+
 def refused(host, port):
     try:
         socket.create_connection((host, port), timeout=10)
@@ -75,6 +96,8 @@ def main():
         refused(args[0], int(args[1]))
     elif mode == "errno":
         errno(args[0], args[1], int(args[2]))
+    elif mode == "sockname":
+        sockname(args[0], args[1], int(args[2]))
     else:
         sys.exit("unknown mode " + mode)
 
