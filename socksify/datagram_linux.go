@@ -637,8 +637,8 @@ func (sup *supervisor) recv(c call, dup int, si sockInfo, t *recvTarget) {
 }
 
 // blockingRecv waits for a datagram for a blocking receive. It honours
-// SO_RCVTIMEO (EAGAIN), returns EINTR when the thread has a signal to
-// handle, and gives up when the thread is gone.
+// SO_RCVTIMEO (EAGAIN), ends the call when the thread has a signal to
+// handle (see block), and gives up when the thread is gone.
 func (sup *supervisor) blockingRecv(c call, dup int, si sockInfo, t *recvTarget) {
 	defer sup.wg.Done()
 	defer unix.Close(dup)
@@ -648,8 +648,11 @@ func (sup *supervisor) blockingRecv(c call, dup int, si sockInfo, t *recvTarget)
 // block stands in for a program thread blocked in a call the supervisor
 // emulates (a receive, an accept): it polls dup and calls try when dup is
 // readable, until try has answered the call, the thread is gone, a
-// signal is pending for it (EINTR), the socket's SO_RCVTIMEO passes
-// (EAGAIN) or the supervisor stops.
+// signal is pending for it, the socket's SO_RCVTIMEO passes (EAGAIN) or
+// the supervisor stops. For a signal the call is restarted or fails with
+// EINTR as the kernel's own would (see interruptErrno): a handler with
+// SA_RESTART finds the call waiting again when it returns, unless the
+// socket has a receive timeout.
 func (sup *supervisor) block(c call, dup int, try func() bool) {
 	var deadline time.Time
 	if tv, err := unix.GetsockoptTimeval(dup, unix.SOL_SOCKET, unix.SO_RCVTIMEO); err == nil && (tv.Sec != 0 || tv.Usec != 0) {
@@ -668,8 +671,13 @@ func (sup *supervisor) block(c call, dup int, try func() bool) {
 		if !sup.valid(c) {
 			return
 		}
-		if signalPending(c.tid) {
-			sup.fail(c, syscall.EINTR)
+		if e, ok := interruptErrno(c.tid); ok {
+			if e == errRestartSys && !deadline.IsZero() {
+				// The kernel does not restart a receive that has a
+				// timeout either (sock_intr_errno).
+				e = syscall.EINTR
+			}
+			sup.fail(c, e)
 			return
 		}
 		if !deadline.IsZero() && time.Now().After(deadline) {

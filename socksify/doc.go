@@ -104,7 +104,10 @@
 //     costs nothing upstream (resolvers connect UDP sockets just to sort
 //     addresses). A fake address is sent as its name. recvfrom, recvmsg
 //     and recvmmsg on such sockets report the address the program sent
-//     to as the source, and getpeername the address it connected to. If
+//     to as the source, and getpeername the address it connected to. A
+//     blocking receive ends for a signal with ERESTARTSYS where the
+//     kernel will deliver the signal to that thread, so SA_RESTART
+//     restarts it as the kernel's own (see interruptErrno). If
 //     the association cannot be made the send fails with ENETUNREACH (a
 //     connected socket, whose datagram was already accepted, is pointed
 //     at a dead end on loopback: its next call fails with ECONNREFUSED).

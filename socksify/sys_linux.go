@@ -265,27 +265,58 @@ func procStatusField(tid int, key string) (string, error) {
 	return "", unix.ESRCH
 }
 
-// signalPending reports whether thread tid has a signal pending that it
-// does not block: a blocking call the supervisor emulates then returns
-// EINTR, as the kernel's would, so that the program's handler runs.
-func signalPending(tid int) bool {
-	var pend, blk uint64
-	for _, k := range []string{"SigPnd", "ShdPnd", "SigBlk"} {
-		v, err := procStatusField(tid, k)
-		if err != nil {
-			return false
+// errRestartSys is the kernel's ERESTARTSYS, which never reaches a
+// program: a call that returns it is restarted on the way back to user
+// space if the signal's handler has SA_RESTART (or none runs), and fails
+// with EINTR otherwise.
+const errRestartSys = syscall.Errno(512)
+
+// interruptErrno reports whether thread tid has a signal pending that it
+// does not block, so that a blocking call the supervisor emulates must
+// end for the handler to run, and the errno to end it with.
+//
+// ERESTARTSYS, when the kernel will deliver that signal to this very
+// thread on its way back: a signal sent to the thread, or any signal of
+// a single-threaded process. The kernel then restarts the call or fails
+// it with EINTR by the handler's SA_RESTART, as for a call of its own
+// (the restarted call comes back to the supervisor). A signal for a
+// process of several threads may be taken by another thread, and then
+// this one would return ERESTARTSYS with no signal to deliver: the
+// program would see errno 512. Such a call fails with EINTR, which
+// programs that block in calls while other threads take signals handle.
+func interruptErrno(tid int) (syscall.Errno, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		return 0, false
+	}
+	var own, shared, blocked uint64
+	threads := 0
+	for line := range bytes.Lines(b) {
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
 		}
-		n, err := strconv.ParseUint(v, 16, 64)
-		if err != nil {
-			return false
-		}
-		if k == "SigBlk" {
-			blk = n
-		} else {
-			pend |= n
+		v = bytes.TrimSpace(v)
+		switch string(k) {
+		case "Threads":
+			threads, _ = strconv.Atoi(string(v))
+		case "SigPnd":
+			own, _ = strconv.ParseUint(string(v), 16, 64)
+		case "ShdPnd":
+			shared, _ = strconv.ParseUint(string(v), 16, 64)
+		case "SigBlk":
+			blocked, _ = strconv.ParseUint(string(v), 16, 64)
 		}
 	}
-	return pend&^blk != 0
+	own &^= blocked
+	shared &^= blocked
+	switch {
+	case own != 0 || (shared != 0 && threads == 1):
+		return errRestartSys, true
+	case shared != 0:
+		return syscall.EINTR, true
+	}
+	return 0, false
 }
 
 // comm returns thread tid's command name, for logs. Names are cached

@@ -174,6 +174,25 @@ func TestUDP(t *testing.T) {
 		}
 	})
 
+	// A signal interrupts a receive the supervisor emulates as it would
+	// the kernel's: with SA_RESTART the handler runs and the receive
+	// goes on (and gets the echo of what the handler sent); without it
+	// the receive fails with EINTR.
+	t.Run("signal_restart", func(t *testing.T) {
+		bin := needMuslProgram(t, "sigrestart")
+		mu.Lock()
+		defer mu.Unlock()
+		for mode, want := range map[string]string{
+			"restart":   "blocked: echo:late (handler ran: 1)",
+			"interrupt": "blocked: EINTR (handler ran: 1)",
+		} {
+			p := l.socksify(bin, "udp.test", strconv.Itoa(l.udpPort), mode)
+			expectExit(t, p, 0)
+			expectContains(t, "sigrestart "+mode, p.stdout.String(), "first: echo:first")
+			expectContains(t, "sigrestart "+mode, p.stdout.String(), want)
+		}
+	})
+
 	// sendmmsg and recvmmsg from a static musl program.
 	t.Run("mmsg_musl", func(t *testing.T) {
 		bin := needMmsg(t)
@@ -285,6 +304,22 @@ func needMmsg(t *testing.T) string {
 		t.Fatal(mmsgErr)
 	}
 	return mmsgBin
+}
+
+var muslBins sync.Map // name → func() (bin, whyNot string), built once
+
+// needMuslProgram builds testdata/NAME.c with musl-gcc -static, once per run.
+func needMuslProgram(t *testing.T, name string) string {
+	t.Helper()
+	f, _ := muslBins.LoadOrStore(name, sync.OnceValues(func() (string, string) { return buildMusl(name) }))
+	bin, whyNot := f.(func() (string, string))()
+	if bin == "" {
+		if strings.HasPrefix(whyNot, "musl-gcc not found") {
+			t.Skip(whyNot)
+		}
+		t.Fatal(whyNot)
+	}
+	return bin
 }
 
 // freePort returns a TCP port that nothing listens on inside app, on
