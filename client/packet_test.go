@@ -276,3 +276,28 @@ func twoAssocs(t *testing.T, d *client.Dialer) (*client.Session, *client.PacketC
 	}
 	return ss, pcs[0], pcs[1]
 }
+
+// BenchmarkPacketEcho measures UDP in the stream end to end on loopback:
+// 64-byte round trips, one at a time, from a PacketConn through the
+// gateway to a UDP echo server and back.
+func BenchmarkPacketEcho(b *testing.B) {
+	echo := socks6test.UDPEchoServer(b)
+	_, gw := newGateway(b, gatewayOpts{})
+	d := &client.Dialer{ProxyAddress: gw}
+	pc, err := d.ListenPacket(testCtx(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pc.Close()
+	p := make([]byte, 64)
+	buf := make([]byte, 2048)
+	for b.Loop() {
+		if _, err := pc.WriteTo(p, echo); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := pc.ReadFrom(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rt/s")
+}
