@@ -416,7 +416,7 @@ var progressKeys = map[string][]string{
 	"conn1":  {"conn1_cps", "conn1_hs_p50_us", "conn1_hs_p99_us", "conn1_cpu_us_per_conn"},
 	"conn64": {"conn64_cps", "conn64_hs_p50_us", "conn64_hs_p99_us", "conn64_cpu_us_per_conn"},
 	"rtt":    {"rtt_p50_us", "rtt_p99_us", "rtt_cpu_us_per_rt"},
-	"udp":    {"udp_rtps", "udp_rtt_p50_us", "udp_cpu_us_per_rt"},
+	"udp":    {"udp_rtps", "udp_rtt_p50_us", "udp_cpu_us_per_rt", "udp_stream_rtps", "udp_stream_rtt_p50_us"},
 	"idle":   {"idle_open", "idle_kib_per_conn", "idle_marginal_kib_per_conn", "idle_fds_per_conn", "idle_alive_pct"},
 	"dns": {"dns_lit_p50_us", "dns_cold_p50_us", "dns_warm_p50_us", "dns_cold_cps", "dns_warm_cps", "dns_cold16_cps", "dns_warm16_cps",
 		"dns_cold_qpc", "dns_warm_qpc"},

@@ -60,7 +60,10 @@ var metricDefs = map[string][]metricDef{
 	"rtt": {{"rtt_p50_us", "µs", false}, {"rtt_p99_us", "µs", false}, {"rtt_rps", "rt/s", true},
 		{"rtt_cpu_us_per_rt", "CPU-µs/rt", false}},
 	"udp": {{"udp_rtps", "rt/s", true}, {"udp_rtt_p50_us", "µs", false}, {"udp_rtt_p99_us", "µs", false},
-		{"udp_loss_pct", "%", false}, {"udp_cpu_us_per_rt", "CPU-µs/rt", false}},
+		{"udp_loss_pct", "%", false}, {"udp_cpu_us_per_rt", "CPU-µs/rt", false},
+		// UDP in the stream (socks6d only: see udpStream).
+		{"udp_stream_rtps", "rt/s", true}, {"udp_stream_rtt_p50_us", "µs", false}, {"udp_stream_rtt_p99_us", "µs", false},
+		{"udp_stream_loss_pct", "%", false}, {"udp_stream_cpu_us_per_rt", "CPU-µs/rt", false}},
 	"idle": {{"idle_open", "conns", true}, {"idle_alive_pct", "%", true}, {"idle_held_pct", "%", true},
 		{"idle_kib_per_conn", "KiB/conn", false}, {"idle_marginal_kib_per_conn", "KiB/conn", false},
 		{"idle_rss_kib_per_conn", "KiB/conn", false}, {"idle_fds_per_conn", "fds/conn", false},
@@ -110,6 +113,7 @@ var summaryCols = []column{
 	{"idle KiB/conn", []string{"idle_kib_per_conn"}},
 	{"idle fds/conn", []string{"idle_fds_per_conn"}},
 	{"udp rt/s", []string{"udp_rtps"}},
+	{"udp in stream rt/s", []string{"udp_stream_rtps"}},
 	{"dns cold µs p50/p99", []string{"dns_cold_p50_us", "dns_cold_p99_us"}},
 	{"dns warm µs p50/p99", []string{"dns_warm_p50_us", "dns_warm_p99_us"}},
 	{"dns hs/s cold/warm", []string{"dns_cold_cps", "dns_warm_cps"}},
@@ -123,6 +127,7 @@ var cpuCols = []column{
 	{"conn c64 CPU-µs/conn", []string{"conn64_cpu_us_per_conn"}},
 	{"rtt CPU-µs/rt", []string{"rtt_cpu_us_per_rt"}},
 	{"udp CPU-µs/rt", []string{"udp_cpu_us_per_rt"}},
+	{"udp in stream CPU-µs/rt", []string{"udp_stream_cpu_us_per_rt"}},
 	{"dns cold CPU-µs/conn", []string{"dns_cold_cpu_us_per_conn"}},
 	{"dns warm CPU-µs/conn", []string{"dns_warm_cpu_us_per_conn"}},
 }
@@ -284,6 +289,9 @@ func render(rf *runFile) string {
 			w("\n")
 		}
 		w("\nRates (Gb/s, conn/s, rt/s): higher is better. Latencies (µs), idle KiB and fds per connection: lower is better. `unsup` = the server declined (UDP ASSOCIATE answered with REP 7 or the connection closed); `n/a` = not applicable; `err` = failed in every rep (see the notes at the end).\n\n")
+		if rf.hasScenario("udp") {
+			w("udp in stream: the same echo pings as udp, through UDP inside the TCP connection (the socks6 extensions' UDP command and DATAGRAM frames, by the project's client library); only socks6d offers it (`-` for the others). Its ratio to direct is udp in stream rt/s over direct's udp rt/s: %s.\n\n", rf.streamVsDirect())
+		}
 		if rf.hasScenario("dns") {
 			w("dns columns: CONNECT to a domain name, measured on separate instances in a network namespace (see the dns section below).")
 			for _, t := range rf.DNSTargets {
@@ -828,4 +836,28 @@ func (rf *runFile) renderSocksify(sb *strings.Builder) {
 		w("- %s\n", l)
 	}
 	w("\n")
+}
+
+// streamVsDirect gives each socks6d target's UDP-in-stream round trips
+// per second as a ratio to direct UDP's, for the report's note.
+func (rf *runFile) streamVsDirect() string {
+	var parts []string
+	var direct string
+	for _, t := range rf.Targets {
+		if t.Direct {
+			direct = t.Name
+		}
+	}
+	d := rf.stat(direct, "udp_rtps")
+	for _, t := range rf.Targets {
+		st := rf.stat(t.Name, "udp_stream_rtps")
+		if st.status != "ok" || d.status != "ok" || d.med == 0 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %.2f×", t.Name, st.med/d.med))
+	}
+	if len(parts) == 0 {
+		return "none measured"
+	}
+	return strings.Join(parts, ", ")
 }
