@@ -50,6 +50,9 @@ type gatewayOpts struct {
 	users map[string]string // username → password; nil means no auth
 	names map[string][]netip.Addr
 	guard bool // refuse loopback targets (the default guard)
+	// public are the external addresses of associations and listeners
+	// (server.ListenSettings.PublicAddrs).
+	public []netip.Addr
 }
 
 // newGateway starts a server.Server that may reach loopback (unless
@@ -60,7 +63,7 @@ func newGateway(t testing.TB, o gatewayOpts) (*server.Server, string) {
 		HandshakeTimeout:  testWait,
 		DisableExtensions: o.plain,
 		Resolver:          &stubResolver{names: o.names},
-		Settings:          server.Settings{Guard: server.Guard{AllowLoopback: !o.guard}},
+		Settings:          server.Settings{Guard: server.Guard{AllowLoopback: !o.guard}, Listen: server.ListenSettings{PublicAddrs: o.public}},
 	}
 	if o.users != nil {
 		s.Settings.Auth = server.AuthenticatorFunc(func(_ context.Context, user, pass string) error {

@@ -131,7 +131,7 @@ func (ss *session) openStreamAssoc(req proto.ExtRequest, assocs map[uint64]*stre
 			return nil, err
 		}
 	}
-	conn, err := net.ListenUDP("udp", nil)
+	conn, err := s.listenUDP(s.baseCtx, "udp")
 	if err != nil {
 		return nil, replyErr(proto.ReplyGeneralFailure, err)
 	}
@@ -160,20 +160,9 @@ func (ss *session) openStreamAssoc(req proto.ExtRequest, assocs map[uint64]*stre
 }
 
 // assocPublicAddrs are the association's external addresses, one per
-// family the gateway sends from: the configured public addresses, or the
-// address the client reached the gateway at, with the socket's port.
+// family the gateway sends from (see externalAddrs), with its port.
 func (ss *session) assocPublicAddrs(a *streamAssoc) []netip.AddrPort {
-	port := addrPortOf(a.conn.LocalAddr()).Port()
-	var out []netip.AddrPort
-	for _, ip := range ss.st.Listen.PublicAddrs {
-		out = append(out, netip.AddrPortFrom(ip, port))
-	}
-	if len(out) == 0 {
-		if local := addrPortOf(ss.c.LocalAddr()).Addr().Unmap(); local.IsValid() && !local.IsUnspecified() {
-			out = append(out, netip.AddrPortFrom(local, port))
-		}
-	}
-	return out
+	return ss.externalAddrs(a.port(), true, true)
 }
 
 func (a *streamAssoc) touch() { a.last.Store(time.Now().UnixNano()) }

@@ -82,6 +82,11 @@ func TestStreamUDP(t *testing.T) {
 	s := &server.Server{HandshakeTimeout: e2eWait, Settings: st, Logger: audit.logger(),
 		Resolver: &extStub{names: map[string][]netip.Addr{"echo.test": {netip.MustParseAddr("127.0.0.1")}}}}
 	s.Settings.Guard.AllowLoopback = true
+	// Configured external addresses on loopback, so that datagrams sent
+	// to them stay on loopback (without, PUBLIC_ADDR is the host's
+	// source toward the Internet: TestNetNSStreamUDPPublicAddr).
+	loop := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}
+	s.Settings.Listen.PublicAddrs = loop
 	gw := startGateway(t, s)
 	echo := socks6test.UDPEchoServer(t)
 
@@ -101,8 +106,8 @@ func TestStreamUDP(t *testing.T) {
 		t.Errorf("IDLE_TIMEOUT %v, %v: want the gateway's 5m", d, ok)
 	}
 	pubs := r.Options.PublicAddrs()
-	if len(pubs) != 1 || pubs[0].IP != netip.MustParseAddr("127.0.0.1") || pubs[0].Port == 0 {
-		t.Fatalf("PUBLIC_ADDR %v, want 127.0.0.1 and the association's port", pubs)
+	if len(pubs) != 2 || pubs[0].IP != loop[0] || pubs[1].IP != loop[1] || pubs[0].Port == 0 || pubs[1].Port != pubs[0].Port {
+		t.Fatalf("PUBLIC_ADDR %v, want 127.0.0.1 and ::1 (the configured ones, the client's family first) with the association's port", pubs)
 	}
 	ext := net.UDPAddrFromAddrPort(netip.AddrPortFrom(pubs[0].IP, pubs[0].Port))
 
@@ -282,6 +287,7 @@ func TestStreamUDP(t *testing.T) {
 		// gateway, through the other's filtering; an ordinary loopback
 		// service stays refused.
 		s4 := &server.Server{HandshakeTimeout: e2eWait, Logger: socks6test.Logger(t)}
+		s4.Settings.Listen.PublicAddrs = loop
 		gw4 := startGateway(t, s4)
 		ca, _ := extHello(t, gw4, "", "")
 		defer ca.Close()

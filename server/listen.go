@@ -182,20 +182,21 @@ func (ss *session) serveListen(req proto.ExtRequest, listeners *[]*gwListener) p
 }
 
 // publicAddrs are the PUBLIC_ADDR options of a listener: the configured
-// public addresses of its family, or, for a listener on the unspecified
-// address, the address the client reached the gateway at.
+// public addresses of its family (both for a dual-stack one), and for a
+// listener on the unspecified address, without them, the host's source
+// toward the Internet or the address the client reached the gateway at
+// (see externalAddrs).
 func (ss *session) publicAddrs(l *gwListener) []netip.AddrPort {
-	var out []netip.AddrPort
-	dual := l.bound.Addr().Is6() && l.bound.Addr().IsUnspecified() && !isV6Only(l.ln)
-	for _, a := range ss.st.Listen.PublicAddrs {
-		if a.Is4() == l.bound.Addr().Is4() || dual {
-			out = append(out, netip.AddrPortFrom(a, l.bound.Port()))
-		}
+	a := l.bound.Addr()
+	dual := a.Is6() && a.IsUnspecified() && !isV6Only(l.ln)
+	v4, v6 := a.Is4() || dual, a.Is6()
+	if a.IsUnspecified() {
+		return ss.externalAddrs(l.bound.Port(), v4, v6)
 	}
-	if len(out) == 0 && l.bound.Addr().IsUnspecified() {
-		local := addrPortOf(ss.c.LocalAddr()).Addr().Unmap()
-		if local.IsValid() && (local.Is4() == l.bound.Addr().Is4() || dual) {
-			out = append(out, netip.AddrPortFrom(local, l.bound.Port()))
+	var out []netip.AddrPort
+	for _, p := range ss.st.Listen.PublicAddrs {
+		if (p.Is4() && v4) || (p.Is6() && v6) {
+			out = append(out, netip.AddrPortFrom(p, l.bound.Port()))
 		}
 	}
 	return out

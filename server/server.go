@@ -72,6 +72,11 @@ type Server struct {
 	DisableExtensions bool
 	// ListenTCP opens the sockets of LISTEN requests. Nil means Listen.
 	ListenTCP func(ctx context.Context, network, addr string) (net.Listener, error)
+	// ListenUDP opens the sockets of UDP associations in the stream, on
+	// the unspecified address with a port the system picks ("udp"), and
+	// the probes that find their external addresses ("udp4", "udp6").
+	// Nil means net.ListenUDP(network, nil).
+	ListenUDP func(ctx context.Context, network string) (*net.UDPConn, error)
 	// Logger receives lifecycle logs and one audit record per session
 	// (message "session"). Nil means slog.Default().
 	Logger *slog.Logger
@@ -111,6 +116,7 @@ type Server struct {
 	// assocPorts counts the in-stream UDP associations by their port, so
 	// that a datagram from one association to another's external
 	// address on this host may pass the guard (hairpinning).
+	sources    sourceCache // the host's source addresses toward the Internet (pubaddr.go)
 	assocMu    sync.Mutex
 	assocPorts map[uint16]int
 }
