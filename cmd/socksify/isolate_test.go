@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -147,20 +148,25 @@ try:
     print("setns:", libc.setns(fd, 0x40000000), ctypes.get_errno())
 except OSError as e:
     print("setns: open", e.errno)
-for f in ["/proc/sys/kernel/core_pattern", "/sys/kernel/uevent_helper"]:
+for f in ["/proc/sys/kernel/core_pattern", "/sys/kernel/uevent_helper", "/proc/sysrq-trigger"]:
     try:
         open(f, "r+").close() # opened for writing: nothing written
         print("writable:", f)
     except OSError as e:
         print("write", f, e.errno)
+for d in ["/proc/sys", "/sys", "/sys/fs/cgroup"]:
+    if os.path.ismount(d) or d == "/proc/sys":
+        st = os.statvfs(d)
+        print("mount %s ro %d nosuid %d" % (d, st.f_flag & os.ST_RDONLY, (st.f_flag & os.ST_NOSUID) // os.ST_NOSUID))
 print("uid:", os.getuid())
 `)
 		expectExit(t, p, 0)
 		out := p.stdout.String()
 		// CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID, KILL,
-		// SETGID, SETUID (bits 0-7), NET_BIND_SERVICE (10), NET_RAW (13);
-		// root starts with no inheritable capabilities.
-		for _, set := range []string{"CapPrm:\t00000000000024ff", "CapEff:\t00000000000024ff", "CapBnd:\t00000000000024ff", "CapInh:\t0000000000000000", "CapAmb:\t0000000000000000"} {
+		// SETGID, SETUID, SETPCAP (bits 0-8), NET_BIND_SERVICE (10),
+		// NET_RAW (13), SYS_CHROOT (18), AUDIT_WRITE (29); root starts
+		// with no inheritable capabilities.
+		for _, set := range []string{"CapPrm:\t00000000200425ff", "CapEff:\t00000000200425ff", "CapBnd:\t00000000200425ff", "CapInh:\t0000000000000000", "CapAmb:\t0000000000000000"} {
 			expectContains(t, "the program's capabilities", out, set)
 		}
 		// Without CAP_SYS_PTRACE the namespace file of a process with
@@ -172,6 +178,23 @@ print("uid:", os.getuid())
 		expectContains(t, "core_pattern", out, "write /proc/sys/kernel/core_pattern 30\n") // EROFS
 		if strings.Contains(out, "writable:") {
 			t.Errorf("a kernel file is writable in the namespace:\n%s", out)
+		}
+		// Read-only, with the flags the host has on them kept (a remount
+		// that dropped nosuid would loosen the mount).
+		for _, d := range []string{"/proc/sys", "/sys", "/sys/fs/cgroup"} {
+			var st unix.Statfs_t
+			if unix.Statfs(d, &st) != nil {
+				continue
+			}
+			nosuid := 0
+			if st.Flags&unix.ST_NOSUID != 0 {
+				nosuid = 1
+			}
+			want := fmt.Sprintf("mount %s ro 1 nosuid %d\n", d, nosuid)
+			if d == "/sys/fs/cgroup" && !strings.Contains(out, "mount "+d+" ") {
+				continue // not a mount point here
+			}
+			expectContains(t, "mount flags", out, want)
 		}
 	})
 	t.Run("static_go_stress", func(t *testing.T) {

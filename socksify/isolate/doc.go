@@ -30,14 +30,14 @@
 //     address) and fd00:5eed:0:1::1/128; its loopback is its own, so a
 //     program cannot reach services on the host's loopback (the gateway
 //     can, when its policy allows).
-//   - The program cannot undo this, even as root: it starts with its
-//     capabilities, bounding set included, reduced to those that reach
-//     no further than its namespace or its files (keptCapabilities), and
-//     in a mount namespace of its own where /proc/sys, /sys and
-//     /proc/sysrq-trigger are read-only (the kernel runs some of those
-//     files as helpers outside every namespace). Unix sockets in the
-//     file system stay reachable, as in any namespace sandbox that
-//     shares the host's file system.
+//   - The direct ways out are closed, even to a root program: it starts
+//     with its capabilities, bounding set included, reduced to those
+//     that reach no further than its namespace or that it needs for its
+//     files and to drop privileges (keptCapabilities), and in a mount
+//     namespace of its own where /proc/sys, /sys and /proc/sysrq-trigger
+//     are read-only (the kernel runs some of those files as helpers
+//     outside every namespace). The file system and process IDs stay
+//     the host's: this is no sandbox against a hostile root program.
 //
 // It needs Linux, CAP_NET_ADMIN and CAP_SYS_ADMIN (root) and
 // /dev/net/tun.

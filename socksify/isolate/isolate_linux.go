@@ -99,10 +99,11 @@ func Start(ctx context.Context, cfg Config, path string, argv []string, attr *os
 	loopNS := loopbackNameservers("/etc/resolv.conf")
 
 	// The namespace is made on a thread of its own, which then starts
-	// the program (a child starts in its parent thread's namespace) and
-	// opens the loopback DNS sockets there. The thread stays locked and
-	// is discarded when the goroutine returns: it is not fit for other
-	// goroutines any more.
+	// the program (a child starts in its parent thread's namespace,
+	// capabilities and mount namespace) and opens the loopback DNS
+	// sockets there. The thread stays locked and is discarded when the
+	// goroutine returns: it is not fit for other goroutines any more.
+	// It must not be the main thread, which Go keeps.
 	type result struct {
 		tun  int
 		own  *owners
@@ -112,7 +113,7 @@ func Start(ctx context.Context, cfg Config, path string, argv []string, attr *os
 		err  error
 	}
 	ch := make(chan result, 1)
-	go func() {
+	setUp := func() {
 		runtime.LockOSThread()
 		r := result{tun: -1}
 		defer func() { ch <- r }()
@@ -184,6 +185,25 @@ func Start(ctx context.Context, cfg Config, path string, argv []string, attr *os
 			return
 		}
 		r.proc = proc
+	}
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() != unix.Getpid() {
+			setUp() // ends locked: the thread goes with the goroutine
+			return
+		}
+		// The main thread, which Go never ends: the namespaces and the
+		// reduced capabilities would stay with it, and so with the
+		// process (its /proc entry and ptrace checks use the main
+		// thread's credentials). setUp runs on another thread while
+		// this goroutine holds this one, so it cannot land here.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			setUp()
+		}()
+		<-done
+		runtime.UnlockOSThread()
 	}()
 	r := <-ch
 	if r.err != nil {
