@@ -131,6 +131,11 @@ func TestPython(t *testing.T) {
 			out := p.stdout.String()
 			want := map[string]string{"4": "AF_INET", "6": "AF_INET6"}[tc.family]
 			expectContains(t, "getsockname", out, "python sockname family: "+want+"\n")
+			if tc.family == "6" {
+				// The gateway is on 127.0.0.1: the socket reaches it
+				// IPv4-mapped.
+				expectContains(t, "getsockname", out, "python sockname address: ::ffff:127.0.0.1\n")
+			}
 			expectContains(t, "bind to getsockname's address", out, "python sockname bind: ok")
 			l.waitSession(l.target(tc.host, l.httpPort))
 		}

@@ -54,6 +54,7 @@ def sockname(family, host, port):
     s.connect(addr)
     local = s.getsockname()
     print("python sockname family:", "AF_INET6" if len(local) == 4 else "AF_INET")
+    print("python sockname address:", local[0])
     b = socket.socket(fam, socket.SOCK_STREAM)
     try:
         b.bind((local[0], 0))
