@@ -523,8 +523,6 @@ func (b *bench) udp(t *target) (map[string]float64, float64, string, error) {
 	out := pkt[:len(hdr)+64]
 	var rb [2048]byte
 	var seq uint64
-	var lost, got int64
-	var h hist
 	// ping sends one datagram and waits up to 200 ms for its echo.
 	ping := func() (bool, error) {
 		seq++
@@ -561,36 +559,11 @@ func (b *bench) udp(t *target) (map[string]float64, float64, string, error) {
 			// a late answer to an earlier ping: keep waiting
 		}
 	}
-	for i := 0; i < 20; i++ {
-		if _, err := ping(); err != nil {
-			return nil, 0, "", err
-		}
+	pr, err := b.pingLoop(t, "udp", ping)
+	if err != nil {
+		return nil, pr.foreign, "", err
 	}
-	w := b.begin(t)
-	deadline := w.t.Add(b.cfg.udpDur)
-	for {
-		t0 := time.Now()
-		if !t0.Before(deadline) || got+lost >= maxOps {
-			break
-		}
-		ok, err := ping()
-		if err != nil {
-			return nil, 0, "", err
-		}
-		if ok {
-			h.add(time.Since(t0))
-			got++
-		} else {
-			lost++
-			if lost > 50 && got == 0 {
-				break
-			}
-		}
-	}
-	el, cpu, foreign := b.end(t, w)
-	if got == 0 {
-		return nil, foreign, "", fmt.Errorf("no datagram came back (%d sent)", lost)
-	}
+	got, lost, h, el, cpu, foreign := pr.got, pr.lost, &pr.h, pr.el, pr.cpu, pr.foreign
 	m := map[string]float64{
 		"udp_rtps":       float64(got) / el,
 		"udp_rtt_p50_us": h.quantileUS(0.50),
@@ -629,8 +602,6 @@ func (b *bench) udpStream(t *target) (map[string]float64, float64, error) {
 	var out [64]byte
 	var rb [2048]byte
 	var seq uint64
-	var lost, got int64
-	var h hist
 	ping := func() (bool, error) {
 		seq++
 		binary.LittleEndian.PutUint64(out[:], seq)
@@ -652,36 +623,11 @@ func (b *bench) udpStream(t *target) (map[string]float64, float64, error) {
 			// a late answer to an earlier ping: keep waiting
 		}
 	}
-	for i := 0; i < 20; i++ {
-		if _, err := ping(); err != nil {
-			return nil, 0, err
-		}
+	r, err := b.pingLoop(t, "udp", ping)
+	if err != nil {
+		return nil, r.foreign, err
 	}
-	w := b.begin(t)
-	deadline := w.t.Add(b.cfg.udpDur)
-	for {
-		t0 := time.Now()
-		if !t0.Before(deadline) || got+lost >= maxOps {
-			break
-		}
-		ok, err := ping()
-		if err != nil {
-			return nil, 0, err
-		}
-		if ok {
-			h.add(time.Since(t0))
-			got++
-		} else {
-			lost++
-			if lost > 50 && got == 0 {
-				break
-			}
-		}
-	}
-	el, cpu, foreign := b.end(t, w)
-	if got == 0 {
-		return nil, foreign, fmt.Errorf("no datagram came back (%d sent)", lost)
-	}
+	got, lost, h, el, cpu, foreign := r.got, r.lost, &r.h, r.el, r.cpu, r.foreign
 	return map[string]float64{
 		"udp_stream_rtps":          float64(got) / el,
 		"udp_stream_rtt_p50_us":    h.quantileUS(0.50),
@@ -689,6 +635,51 @@ func (b *bench) udpStream(t *target) (map[string]float64, float64, error) {
 		"udp_stream_loss_pct":      100 * float64(lost) / float64(got+lost),
 		"udp_stream_cpu_us_per_rt": cpu * 1e6 / float64(got),
 	}, foreign, nil
+}
+
+// pingResult is what pingLoop measured.
+type pingResult struct {
+	got, lost        int64 // answered and unanswered pings
+	h                hist  // round-trip times of the answered ones
+	el, cpu, foreign float64
+}
+
+// pingLoop warms up with 20 pings, then pings one at a time for
+// cfg.udpDur (or maxOps), measuring t's CPU meanwhile. ping reports
+// whether its answer came in time. It fails if no answer came at all.
+func (b *bench) pingLoop(t *target, what string, ping func() (bool, error)) (pingResult, error) {
+	var r pingResult
+	for i := 0; i < 20; i++ {
+		if _, err := ping(); err != nil {
+			return r, err
+		}
+	}
+	w := b.begin(t)
+	deadline := w.t.Add(b.cfg.udpDur)
+	for {
+		t0 := time.Now()
+		if !t0.Before(deadline) || r.got+r.lost >= maxOps {
+			break
+		}
+		ok, err := ping()
+		if err != nil {
+			return r, err
+		}
+		if ok {
+			r.h.add(time.Since(t0))
+			r.got++
+		} else {
+			r.lost++
+			if r.lost > 50 && r.got == 0 {
+				break
+			}
+		}
+	}
+	r.el, r.cpu, r.foreign = b.end(t, w)
+	if r.got == 0 {
+		return r, fmt.Errorf("%s: no datagram came back (%d sent)", what, r.lost)
+	}
+	return r, nil
 }
 
 // udpHeaderLen returns the length of the SOCKS5 UDP request header at the
