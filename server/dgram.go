@@ -135,6 +135,9 @@ func (ss *session) openStreamAssoc(req proto.ExtRequest, assocs map[uint64]*stre
 	if err != nil {
 		return nil, replyErr(proto.ReplyGeneralFailure, err)
 	}
+	if rc, err := conn.SyscallConn(); err == nil {
+		rc.Control(preferPublicSource) // the source PUBLIC_ADDR names
+	}
 	idle := max(s.idleTimeout(), defaultStreamIdle)
 	if d, ok := req.Options.IdleTimeout(); ok && d > 0 {
 		idle = min(idle, max(d, minStreamIdle))
@@ -159,10 +162,26 @@ func (ss *session) openStreamAssoc(req proto.ExtRequest, assocs map[uint64]*stre
 	return a, nil
 }
 
-// assocPublicAddrs are the association's external addresses, one per
-// family the gateway sends from (see externalAddrs), with its port.
+// assocPublicAddrs are the association's external addresses with its
+// port: for a socket on the unspecified address (the usual), those of
+// each family it serves (see externalAddrs); for one a ListenUDP hook
+// bound to an address, the configured public addresses of its family or
+// else that address.
 func (ss *session) assocPublicAddrs(a *streamAssoc) []netip.AddrPort {
-	return ss.externalAddrs(a.port(), true, true)
+	v4, v6, unspecified := boundFamilies(a.conn)
+	if unspecified {
+		return ss.externalAddrs(a.port(), v4, v6)
+	}
+	var out []netip.AddrPort
+	for _, p := range ss.st.Listen.PublicAddrs {
+		if (p.Is4() && v4) || (p.Is6() && v6) {
+			out = append(out, netip.AddrPortFrom(p, a.port()))
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, netip.AddrPortFrom(addrPortOf(a.conn.LocalAddr()).Addr().Unmap(), a.port()))
+	}
+	return out
 }
 
 func (a *streamAssoc) touch() { a.last.Store(time.Now().UnixNano()) }

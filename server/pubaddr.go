@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -13,62 +14,84 @@ import (
 // External addresses of associations and listeners (PUBLIC_ADDR).
 //
 // Without configured public addresses, the address a peer on the
-// Internet sees is the one the host sends from toward it: the kernel's
-// choice of source on the default route. The address the client
-// reached the gateway at is not it when the client is on the LAN side
-// of a router (192.168.1.1, where peers see the WAN address) or on the
-// same host (127.0.0.1).
+// Internet sees is, at best, the one the host sends from toward it: the
+// kernel's choice of source on the route to the Internet. The address
+// the client reached the gateway at is not it when the client is on the
+// LAN side of the gateway (192.168.1.1, where peers see the WAN
+// address) or on the same host (127.0.0.1). A gateway behind another
+// NAT still needs public_addresses.
 
-// sourceProbes are destinations whose route gives the host's source
-// address toward the Internet, one per family: documentation addresses
-// (RFC 5737, RFC 3849), which follow the default route as any global
-// address does. Connecting a UDP socket to them sends nothing.
+// sourceProbes stand for "the Internet" in a route lookup, one per
+// family: well-known global unicast addresses (public DNS anycast),
+// which no lab or bogon filter routes specially, unlike the
+// documentation ranges. Connecting a UDP socket to them sends nothing.
 var sourceProbes = [2]netip.AddrPort{
-	netip.MustParseAddrPort("192.0.2.1:9"),
-	netip.MustParseAddrPort("[2001:db8::1]:9"),
+	netip.MustParseAddrPort("1.1.1.1:53"),
+	netip.MustParseAddrPort("[2606:4700:4700::1111]:53"),
 }
 
-// sourcesFor is how long a probe's result is reused: routes change
-// rarely, and an association costs no probe then.
+// sourcesFor is how long a probe's answer is reused: routes change
+// rarely, and an association then costs no probe.
 const sourcesFor = 30 * time.Second
 
 type sourceCache struct {
 	mu    sync.Mutex
 	at    time.Time
-	addrs [2]netip.Addr // IPv4, IPv6; invalid: no route
+	addrs [2]netip.Addr // IPv4, IPv6; invalid: no usable route
 }
 
 // defaultSources returns the host's source addresses toward the Internet
-// (IPv4, IPv6), each invalid if the family has no route there.
-func (s *Server) defaultSources(ctx context.Context) [2]netip.Addr {
+// (IPv4, IPv6), each invalid if the family has no usable one. The probes
+// run outside the lock (several may run at once when the answer is
+// stale), and an answer is kept only if both probes got one: a failure
+// to make a socket says nothing about the routes.
+func (s *Server) defaultSources() [2]netip.Addr {
 	c := &s.sources
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now := time.Now(); c.at.IsZero() || now.Sub(c.at) > sourcesFor {
-		for i, dst := range sourceProbes {
-			c.addrs[i] = s.probeSource(ctx, dst)
-		}
-		c.at = now
+	addrs, fresh := c.addrs, !c.at.IsZero() && time.Since(c.at) <= sourcesFor
+	c.mu.Unlock()
+	if fresh {
+		return addrs
 	}
-	return c.addrs
+	ctx, cancel := context.WithTimeout(s.baseCtx, s.handshakeTimeout())
+	defer cancel()
+	complete := true
+	for i, dst := range sourceProbes {
+		var err error
+		if addrs[i], err = s.probeSource(ctx, dst); err != nil {
+			complete = false
+		}
+	}
+	if complete {
+		c.mu.Lock()
+		c.addrs, c.at = addrs, time.Now()
+		c.mu.Unlock()
+	}
+	return addrs
 }
 
+// errNoSocket is a probe that could not make its socket.
+var errNoSocket = errors.New("no probe socket")
+
 // probeSource returns the source address the kernel picks for dst, from
-// a UDP socket opened as the associations' are (the ListenUDP hook)
-// and connected to dst with a raw connect, which sends nothing.
-func (s *Server) probeSource(ctx context.Context, dst netip.AddrPort) netip.Addr {
+// a UDP socket opened as the gateway's outside sockets are (ListenUDP)
+// and connected to dst with a raw connect, which sends nothing. No
+// route, or a source no peer elsewhere could use (loopback,
+// link-local), is the invalid address and no error; an error means the
+// probe could not be made.
+func (s *Server) probeSource(ctx context.Context, dst netip.AddrPort) (netip.Addr, error) {
 	network := "udp4"
 	if dst.Addr().Is6() {
 		network = "udp6"
 	}
 	conn, err := s.listenUDP(ctx, network)
 	if err != nil {
-		return netip.Addr{}
+		return netip.Addr{}, errNoSocket
 	}
 	defer conn.Close()
 	rc, err := conn.SyscallConn()
 	if err != nil {
-		return netip.Addr{}
+		return netip.Addr{}, errNoSocket
 	}
 	var src netip.Addr
 	rc.Control(func(fd uintptr) {
@@ -76,6 +99,7 @@ func (s *Server) probeSource(ctx context.Context, dst netip.AddrPort) netip.Addr
 		if dst.Addr().Is4() {
 			sa = &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
 		} else {
+			preferPublicSource(fd) // as the associations' sockets
 			sa = &unix.SockaddrInet6{Port: int(dst.Port()), Addr: dst.Addr().As16()}
 		}
 		if unix.Connect(int(fd), sa) != nil {
@@ -88,14 +112,31 @@ func (s *Server) probeSource(ctx context.Context, dst netip.AddrPort) netip.Addr
 			src = netip.AddrFrom16(la.Addr)
 		}
 	})
-	if !src.IsValid() || src.IsUnspecified() {
-		return netip.Addr{}
+	if !usableSource(src) {
+		return netip.Addr{}, nil
 	}
-	return src
+	return src, nil
 }
 
-// listenUDP opens a UDP socket of an association in the stream through
-// the ListenUDP hook, or with net.ListenUDP.
+// ipv6PreferSrcPublic is IPV6_PREFER_SRC_PUBLIC of linux/in6.h.
+const ipv6PreferSrcPublic = 0x0002
+
+// preferPublicSource makes an IPv6 socket send from the host's stable
+// (public) addresses rather than its temporary (privacy) ones: an
+// association, and its PUBLIC_ADDR, may outlive a temporary address's
+// preferred lifetime. It does nothing to an IPv4 socket.
+func preferPublicSource(fd uintptr) {
+	unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_ADDR_PREFERENCES, ipv6PreferSrcPublic)
+}
+
+// usableSource reports whether a peer elsewhere could reach a at all:
+// not unspecified, loopback, link-local (no zone travels) or multicast.
+func usableSource(a netip.Addr) bool {
+	return a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() && !a.IsLinkLocalUnicast() && !a.IsMulticast()
+}
+
+// listenUDP opens one of the gateway's UDP sockets toward the outside
+// through the ListenUDP hook, or with net.ListenUDP.
 func (s *Server) listenUDP(ctx context.Context, network string) (*net.UDPConn, error) {
 	if s.ListenUDP != nil {
 		return s.ListenUDP(ctx, network)
@@ -104,14 +145,15 @@ func (s *Server) listenUDP(ctx context.Context, network string) (*net.UDPConn, e
 }
 
 // externalAddrs returns the external addresses of a socket bound to the
-// unspecified address with port, one or more per family in fams (the
-// families the socket serves): the configured public addresses of the
-// family, or else the host's source toward the Internet in that family,
-// or else the address the client reached the gateway at if it is of
-// that family. The client's own family comes first.
+// unspecified address with port, for the families v4 and v6 it serves:
+// in each, the configured public addresses of the family; without them,
+// the host's source toward the Internet in that family; without one,
+// the address the client reached the gateway at, if it is of that
+// family. The client's own family comes first.
 func (ss *session) externalAddrs(port uint16, v4, v6 bool) []netip.AddrPort {
 	local := addrPortOf(ss.c.LocalAddr()).Addr().Unmap()
-	srcs := ss.s.defaultSources(ss.s.baseCtx)
+	var srcs [2]netip.Addr
+	probed := false
 	fams := []bool{true, false} // IPv4, IPv6
 	if local.Is6() {
 		fams = []bool{false, true}
@@ -130,6 +172,9 @@ func (ss *session) externalAddrs(port uint16, v4, v6 bool) []netip.AddrPort {
 		if len(out) > n {
 			continue
 		}
+		if !probed {
+			srcs, probed = ss.s.defaultSources(), true
+		}
 		src := srcs[1]
 		if is4 {
 			src = srcs[0]
@@ -142,4 +187,26 @@ func (ss *session) externalAddrs(port uint16, v4, v6 bool) []netip.AddrPort {
 		}
 	}
 	return out
+}
+
+// boundFamilies returns the families a UDP socket bound to the
+// unspecified address serves, and false if it is bound to a specific
+// address.
+func boundFamilies(c *net.UDPConn) (v4, v6, unspecified bool) {
+	la := addrPortOf(c.LocalAddr()).Addr()
+	if !la.IsUnspecified() {
+		return la.Unmap().Is4(), la.Is6() && !la.Is4In6(), false
+	}
+	if la.Is4() {
+		return true, false, true
+	}
+	v6only := true
+	if rc, err := c.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			if v, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); err == nil {
+				v6only = v != 0
+			}
+		})
+	}
+	return !v6only, true, true
 }

@@ -117,3 +117,76 @@ func TestNetNSStreamUDPPublicAddr(t *testing.T) {
 		}
 	})
 }
+
+// TestNetNSPublicAddrFallbacks: where the gateway's outside has no usable
+// route toward the Internet in a family, PUBLIC_ADDR falls back to the
+// address the client reached, in that family only; a link-local source
+// is no usable route. A LISTEN socket on the unspecified address gets
+// the host's source like an association.
+func TestNetNSPublicAddrFallbacks(t *testing.T) {
+	// IPv4: no default route. IPv6: a default route whose only source is
+	// link-local.
+	bareNS := socks6test.NewNetNS(t)
+	otherNS := socks6test.NewNetNS(t)
+	socks6test.Veth(t, bareNS, "v0", otherNS, "v1")
+	bareNS.IP(t, "-6", "addr", "add", "fe80::5/64", "dev", "v0", "nodad")
+	bareNS.IP(t, "-6", "route", "add", "default", "via", "fe80::6", "dev", "v0")
+	// A host with default routes, for the LISTEN case.
+	gwNS := socks6test.NewNetNS(t)
+	peerNS := socks6test.NewNetNS(t)
+	socks6test.Veth(t, gwNS, "v0", peerNS, "v1")
+	gwNS.IP(t, "addr", "add", "198.51.100.1/24", "dev", "v0")
+	gwNS.IP(t, "route", "add", "default", "via", "198.51.100.2")
+
+	udpIn := func(ns *socks6test.NetNS) func(context.Context, string) (*net.UDPConn, error) {
+		return func(ctx context.Context, network string) (*net.UDPConn, error) {
+			var c *net.UDPConn
+			var lerr error
+			if err := ns.Do(func() { c, lerr = net.ListenUDP(network, nil) }); err != nil {
+				return nil, err
+			}
+			return c, lerr
+		}
+	}
+	ctx := func(t *testing.T) context.Context {
+		ctx, cancel := context.WithTimeout(t.Context(), e2eWait)
+		t.Cleanup(cancel)
+		return ctx
+	}
+
+	t.Run("no_route", func(t *testing.T) {
+		s := &server.Server{HandshakeTimeout: e2eWait, Logger: socks6test.Logger(t), ListenUDP: udpIn(bareNS)}
+		gw := startGateway(t, s)
+		pc, err := (&client.Dialer{ProxyAddress: gw, Extensions: client.ExtRequire}).ListenPacket(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		pubs := pc.PublicAddrs()
+		if len(pubs) != 1 || pubs[0].Addr() != netip.MustParseAddr("127.0.0.1") || pubs[0].Port() == 0 {
+			t.Fatalf("PUBLIC_ADDR %v, want only 127.0.0.1 (the address the client reached) with the association's port: no IPv4 route, and IPv6 only link-local", pubs)
+		}
+	})
+
+	t.Run("listen_unspecified", func(t *testing.T) {
+		s := &server.Server{HandshakeTimeout: e2eWait, Logger: socks6test.Logger(t), ListenUDP: udpIn(gwNS),
+			ListenTCP: func(ctx context.Context, network, addr string) (net.Listener, error) {
+				var ln net.Listener
+				var lerr error
+				if err := gwNS.Do(func() { ln, lerr = net.Listen(network, addr) }); err != nil {
+					return nil, err
+				}
+				return ln, lerr
+			}}
+		gw := startGateway(t, s)
+		ln, err := (&client.Dialer{ProxyAddress: gw, Extensions: client.ExtRequire}).Listen(ctx(t), "tcp", "0.0.0.0:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		port := ln.Addr().(*net.TCPAddr).Port
+		if pubs := ln.PublicAddrs(); !slices.Equal(pubs, []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("198.51.100.1"), uint16(port))}) {
+			t.Fatalf("LISTEN's PUBLIC_ADDR %v, want 198.51.100.1:%d (gw's source on its default route)", pubs, port)
+		}
+	})
+}

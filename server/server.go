@@ -72,10 +72,16 @@ type Server struct {
 	DisableExtensions bool
 	// ListenTCP opens the sockets of LISTEN requests. Nil means Listen.
 	ListenTCP func(ctx context.Context, network, addr string) (net.Listener, error)
-	// ListenUDP opens the sockets of UDP associations in the stream, on
-	// the unspecified address with a port the system picks ("udp"), and
-	// the probes that find their external addresses ("udp4", "udp6").
-	// Nil means net.ListenUDP(network, nil).
+	// ListenUDP opens the gateway's UDP sockets toward the outside, on
+	// the unspecified address with a port the system picks: those of
+	// UDP associations in the stream and the outgoing side of UDP
+	// ASSOCIATE ("udp"), and the probes that find the host's source
+	// addresses toward the Internet ("udp4", "udp6"), which the
+	// PUBLIC_ADDR of associations and of LISTEN sockets on the
+	// unspecified address give. The probes are connected with a raw
+	// connect(2) (nothing is sent), so the conn must be a real socket.
+	// ctx ends when the server shuts down, or sooner. Nil means
+	// net.ListenUDP(network, nil).
 	ListenUDP func(ctx context.Context, network string) (*net.UDPConn, error)
 	// Logger receives lifecycle logs and one audit record per session
 	// (message "session"). Nil means slog.Default().
@@ -113,10 +119,11 @@ type Server struct {
 	selfAt   time.Time
 	selfAddr []netip.Addr
 
+	sources sourceCache // the host's source addresses toward the Internet (pubaddr.go)
+
 	// assocPorts counts the in-stream UDP associations by their port, so
 	// that a datagram from one association to another's external
 	// address on this host may pass the guard (hairpinning).
-	sources    sourceCache // the host's source addresses toward the Internet (pubaddr.go)
 	assocMu    sync.Mutex
 	assocPorts map[uint16]int
 }

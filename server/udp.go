@@ -52,7 +52,7 @@ func (ss *session) udpAssociate(ctx context.Context) error {
 		return err
 	}
 	defer rc.Close()
-	oc, err := net.ListenUDP("udp", nil)
+	oc, err := ss.s.listenUDP(ctx, "udp")
 	if err != nil {
 		return err
 	}
