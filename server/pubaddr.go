@@ -34,38 +34,47 @@ var sourceProbes = [2]netip.AddrPort{
 // rarely, and an association then costs no probe.
 const sourcesFor = 30 * time.Second
 
+// A sourceCache keeps the host's source address toward the Internet per
+// family (0: IPv4, 1: IPv6), each with when it was probed.
 type sourceCache struct {
 	mu    sync.Mutex
-	at    time.Time
-	addrs [2]netip.Addr // IPv4, IPv6; invalid: no usable route
+	at    [2]time.Time
+	addrs [2]netip.Addr // invalid: no usable route
 }
 
 // defaultSources returns the host's source addresses toward the Internet
-// (IPv4, IPv6), each invalid if the family has no usable one. The probes
-// run outside the lock (several may run at once when the answer is
-// stale), and an answer is kept only if both probes got one: a failure
-// to make a socket says nothing about the routes.
-func (s *Server) defaultSources() [2]netip.Addr {
+// (IPv4, IPv6) for the families asked for, each invalid if the family
+// has no usable one. A stale family is probed again outside the lock
+// (several callers may probe at once); an answer is kept only if the
+// probe could be made, since a failure to make a socket says nothing
+// about the routes: the previous answer, if any, stands meanwhile.
+func (s *Server) defaultSources(v4, v6 bool) [2]netip.Addr {
 	c := &s.sources
+	want := [2]bool{v4, v6}
 	c.mu.Lock()
-	addrs, fresh := c.addrs, !c.at.IsZero() && time.Since(c.at) <= sourcesFor
+	addrs := c.addrs
+	var stale [2]bool
+	for i := range want {
+		stale[i] = want[i] && (c.at[i].IsZero() || time.Since(c.at[i]) > sourcesFor)
+	}
 	c.mu.Unlock()
-	if fresh {
+	if !stale[0] && !stale[1] {
 		return addrs
 	}
 	ctx, cancel := context.WithTimeout(s.baseCtx, s.handshakeTimeout())
 	defer cancel()
-	complete := true
 	for i, dst := range sourceProbes {
-		var err error
-		if addrs[i], err = s.probeSource(ctx, dst); err != nil {
-			complete = false
+		if !stale[i] {
+			continue
 		}
-	}
-	if complete {
+		src, err := s.probeSource(ctx, dst)
+		if err != nil {
+			continue
+		}
 		c.mu.Lock()
-		c.addrs, c.at = addrs, time.Now()
+		c.addrs[i], c.at[i] = src, time.Now()
 		c.mu.Unlock()
+		addrs[i] = src
 	}
 	return addrs
 }
@@ -85,6 +94,9 @@ func (s *Server) probeSource(ctx context.Context, dst netip.AddrPort) (netip.Add
 		network = "udp6"
 	}
 	conn, err := s.listenUDP(ctx, network)
+	if errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EADDRNOTAVAIL) {
+		return netip.Addr{}, nil // no such family on this host: a final answer
+	}
 	if err != nil {
 		return netip.Addr{}, errNoSocket
 	}
@@ -116,17 +128,6 @@ func (s *Server) probeSource(ctx context.Context, dst netip.AddrPort) (netip.Add
 		return netip.Addr{}, nil
 	}
 	return src, nil
-}
-
-// ipv6PreferSrcPublic is IPV6_PREFER_SRC_PUBLIC of linux/in6.h.
-const ipv6PreferSrcPublic = 0x0002
-
-// preferPublicSource makes an IPv6 socket send from the host's stable
-// (public) addresses rather than its temporary (privacy) ones: an
-// association, and its PUBLIC_ADDR, may outlive a temporary address's
-// preferred lifetime. It does nothing to an IPv4 socket.
-func preferPublicSource(fd uintptr) {
-	unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_ADDR_PREFERENCES, ipv6PreferSrcPublic)
 }
 
 // usableSource reports whether a peer elsewhere could reach a at all:
@@ -173,7 +174,7 @@ func (ss *session) externalAddrs(port uint16, v4, v6 bool) []netip.AddrPort {
 			continue
 		}
 		if !probed {
-			srcs, probed = ss.s.defaultSources(), true
+			srcs, probed = ss.s.defaultSources(v4, v6), true
 		}
 		src := srcs[1]
 		if is4 {
@@ -194,10 +195,10 @@ func (ss *session) externalAddrs(port uint16, v4, v6 bool) []netip.AddrPort {
 // address.
 func boundFamilies(c *net.UDPConn) (v4, v6, unspecified bool) {
 	la := addrPortOf(c.LocalAddr()).Addr()
-	if !la.IsUnspecified() {
+	if !la.Unmap().IsUnspecified() {
 		return la.Unmap().Is4(), la.Is6() && !la.Is4In6(), false
 	}
-	if la.Is4() {
+	if la.Unmap().Is4() { // 0.0.0.0, or ::ffff:0.0.0.0
 		return true, false, true
 	}
 	v6only := true

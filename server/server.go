@@ -80,7 +80,8 @@ type Server struct {
 	// PUBLIC_ADDR of associations and of LISTEN sockets on the
 	// unspecified address give. The probes are connected with a raw
 	// connect(2) (nothing is sent), so the conn must be a real socket.
-	// ctx ends when the server shuts down, or sooner. Nil means
+	// ctx bounds opening the socket, not its life: it ends when the
+	// server shuts down (for a probe, after HandshakeTimeout). Nil means
 	// net.ListenUDP(network, nil).
 	ListenUDP func(ctx context.Context, network string) (*net.UDPConn, error)
 	// Logger receives lifecycle logs and one audit record per session

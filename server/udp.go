@@ -52,7 +52,7 @@ func (ss *session) udpAssociate(ctx context.Context) error {
 		return err
 	}
 	defer rc.Close()
-	oc, err := ss.s.listenUDP(ctx, "udp")
+	oc, err := ss.s.listenUDP(ss.s.baseCtx, "udp") // as in-stream associations
 	if err != nil {
 		return err
 	}
