@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"os/exec"
@@ -37,15 +36,8 @@ func TestNetNSListenCurl(t *testing.T) {
 
 	audit := e2eNewAudit()
 	s := &server.Server{HandshakeTimeout: e2eWait, Logger: audit.logger(),
-		Settings: server.Settings{Listen: server.ListenSettings{PublicAddrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}},
-		ListenTCP: func(ctx context.Context, network, addr string) (net.Listener, error) {
-			var ln net.Listener
-			var lerr error
-			if err := gwNS.Do(func() { ln, lerr = net.Listen(network, addr) }); err != nil {
-				return nil, err
-			}
-			return ln, lerr
-		}}
+		Settings:  server.Settings{Listen: server.ListenSettings{PublicAddrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}},
+		ListenTCP: gwNS.ListenTCP}
 	gw := startGateway(t, s)
 
 	d := &client.Dialer{ProxyAddress: gw, Extensions: client.ExtRequire}
@@ -96,14 +88,7 @@ func TestNetNSListenFamilies(t *testing.T) {
 	callerNS.IP(t, "addr", "add", "203.0.113.2/24", "dev", "v1")
 	callerNS.IP(t, "addr", "add", "2001:db8:5::2/64", "dev", "v1", "nodad")
 	s := &server.Server{HandshakeTimeout: e2eWait,
-		ListenTCP: func(ctx context.Context, network, addr string) (net.Listener, error) {
-			var ln net.Listener
-			var lerr error
-			if err := gwNS.Do(func() { ln, lerr = net.Listen(network, addr) }); err != nil {
-				return nil, err
-			}
-			return ln, lerr
-		}}
+		ListenTCP: gwNS.ListenTCP}
 	gw := startGateway(t, s)
 	ctl, _ := extHello(t, gw, "", "")
 	defer ctl.Close()

@@ -34,15 +34,7 @@ func TestNetNSStreamUDPPublicAddr(t *testing.T) {
 	peerNS.IP(t, "addr", "add", "198.51.100.2/24", "dev", "v1")
 	peerNS.IP(t, "-6", "addr", "add", "2001:db8:5::2/64", "dev", "v1", "nodad")
 
-	s := &server.Server{HandshakeTimeout: e2eWait, Logger: socks6test.Logger(t),
-		ListenUDP: func(ctx context.Context, network string) (*net.UDPConn, error) {
-			var c *net.UDPConn
-			var lerr error
-			if err := gwNS.Do(func() { c, lerr = net.ListenUDP(network, nil) }); err != nil {
-				return nil, err
-			}
-			return c, lerr
-		}}
+	s := &server.Server{HandshakeTimeout: e2eWait, Logger: socks6test.Logger(t), ListenUDP: gwNS.ListenUDP}
 	gw := startGateway(t, s)
 	d := &client.Dialer{ProxyAddress: gw, Extensions: client.ExtRequire}
 	listenPacket := func(t *testing.T) *client.PacketConn {
@@ -138,16 +130,6 @@ func TestNetNSPublicAddrFallbacks(t *testing.T) {
 	gwNS.IP(t, "addr", "add", "198.51.100.1/24", "dev", "v0")
 	gwNS.IP(t, "route", "add", "default", "via", "198.51.100.2")
 
-	udpIn := func(ns *socks6test.NetNS) func(context.Context, string) (*net.UDPConn, error) {
-		return func(ctx context.Context, network string) (*net.UDPConn, error) {
-			var c *net.UDPConn
-			var lerr error
-			if err := ns.Do(func() { c, lerr = net.ListenUDP(network, nil) }); err != nil {
-				return nil, err
-			}
-			return c, lerr
-		}
-	}
 	ctx := func(t *testing.T) context.Context {
 		ctx, cancel := context.WithTimeout(t.Context(), e2eWait)
 		t.Cleanup(cancel)
@@ -155,7 +137,7 @@ func TestNetNSPublicAddrFallbacks(t *testing.T) {
 	}
 
 	t.Run("no_route", func(t *testing.T) {
-		s := &server.Server{HandshakeTimeout: e2eWait, Logger: socks6test.Logger(t), ListenUDP: udpIn(bareNS)}
+		s := &server.Server{HandshakeTimeout: e2eWait, Logger: socks6test.Logger(t), ListenUDP: bareNS.ListenUDP}
 		gw := startGateway(t, s)
 		pc, err := (&client.Dialer{ProxyAddress: gw, Extensions: client.ExtRequire}).ListenPacket(ctx(t))
 		if err != nil {
@@ -169,15 +151,7 @@ func TestNetNSPublicAddrFallbacks(t *testing.T) {
 	})
 
 	t.Run("listen_unspecified", func(t *testing.T) {
-		s := &server.Server{HandshakeTimeout: e2eWait, Logger: socks6test.Logger(t), ListenUDP: udpIn(gwNS),
-			ListenTCP: func(ctx context.Context, network, addr string) (net.Listener, error) {
-				var ln net.Listener
-				var lerr error
-				if err := gwNS.Do(func() { ln, lerr = net.Listen(network, addr) }); err != nil {
-					return nil, err
-				}
-				return ln, lerr
-			}}
+		s := &server.Server{HandshakeTimeout: e2eWait, Logger: socks6test.Logger(t), ListenUDP: gwNS.ListenUDP, ListenTCP: gwNS.ListenTCP}
 		gw := startGateway(t, s)
 		ln, err := (&client.Dialer{ProxyAddress: gw, Extensions: client.ExtRequire}).Listen(ctx(t), "tcp", "0.0.0.0:0")
 		if err != nil {

@@ -140,6 +140,36 @@ func (n *NetNS) DialContext(ctx context.Context, network, addr string) (net.Conn
 	return c, derr
 }
 
+// ListenTCP listens on addr inside n. It has the signature of
+// server.Server.ListenTCP, so an in-process gateway's LISTEN sockets
+// can live in n.
+func (n *NetNS) ListenTCP(ctx context.Context, network, addr string) (net.Listener, error) {
+	var ln net.Listener
+	var lerr error
+	if err := n.Do(func() { ln, lerr = net.Listen(network, addr) }); err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return nil, err
+	}
+	return ln, lerr
+}
+
+// ListenUDP opens a UDP socket on the unspecified address inside n. It
+// has the signature of server.Server.ListenUDP, so an in-process
+// gateway's UDP sockets toward the outside can live in n.
+func (n *NetNS) ListenUDP(ctx context.Context, network string) (*net.UDPConn, error) {
+	var c *net.UDPConn
+	var lerr error
+	if err := n.Do(func() { c, lerr = net.ListenUDP(network, nil) }); err != nil {
+		if c != nil {
+			c.Close()
+		}
+		return nil, err
+	}
+	return c, lerr
+}
+
 // Listen listens on addr ("198.51.100.2:0") inside n; the listener is
 // closed when the test ends.
 func (n *NetNS) Listen(t testing.TB, network, addr string) net.Listener {
