@@ -10,6 +10,7 @@ import (
 
 	"github.com/socks6/socks6/client"
 	"github.com/socks6/socks6/internal/socks6test"
+	"github.com/socks6/socks6/proto"
 	"github.com/socks6/socks6/server"
 )
 
@@ -92,6 +93,31 @@ func TestNetNSStreamUDPPublicAddr(t *testing.T) {
 				t.Fatalf("client got %q from %v (%v), want reply from %v", buf[:n], src, err, paddr)
 			}
 		}
+	})
+
+	// UDP ASSOCIATE's socket toward the outside comes from the same
+	// hook: the peer sees the datagram from gw's address.
+	t.Run("classic_associate", func(t *testing.T) {
+		pc := e2eListenUDP(t, "127.0.0.1")
+		ctl, relay := e2eUDPAssociate(t, gw, pc.LocalAddr().String())
+		defer ctl.Close()
+		u := &e2eUDPClient{t: t, pc: pc, relay: relay}
+		p := peers[0]
+		paddr := p.LocalAddr().(*net.UDPAddr).AddrPort()
+		u.send(proto.AddrFromAddrPort(paddr), 0, "classic")
+		buf := make([]byte, 100)
+		p.SetReadDeadline(time.Now().Add(e2eWait))
+		n, from, err := p.ReadFromUDPAddrPort(buf)
+		if err != nil || string(buf[:n]) != "classic" {
+			t.Fatalf("peer: %q, %v", buf[:n], err)
+		}
+		if from.Addr().Unmap() != netip.MustParseAddr("198.51.100.1") {
+			t.Fatalf("the peer got UDP ASSOCIATE's datagram from %v, want gw's 198.51.100.1 (the ListenUDP hook's socket)", from)
+		}
+		if _, err := p.WriteToUDPAddrPort([]byte("back"), from); err != nil {
+			t.Fatal(err)
+		}
+		u.expect(paddr, "back")
 	})
 
 	// Configured public addresses replace the host's source in their
