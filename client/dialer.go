@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -84,8 +85,19 @@ type Dialer struct {
 	Family proto.Family
 
 	// ProxyDial opens the connection to the gateway. Nil means a zero
-	// net.Dialer's DialContext. It may return a TLS connection.
+	// net.Dialer's DialContext. It may return a TLS connection, whose
+	// ALPN protocol then decides as with TLSConfig.
 	ProxyDial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// TLSConfig, if not nil, makes the Dialer speak TLS to the gateway
+	// over the connection ProxyDial returns (draft-socks6-extensions-00,
+	// "TLS and ALPN"). It is cloned; an empty NextProtos offers "socks6"
+	// (the extensions from the first byte) before "socks5" (RFC 1928
+	// inside TLS), "socks5" alone with ExtOff and "socks6" alone with
+	// ExtRequire, and an empty ServerName is the host of ProxyAddress.
+	// A session negotiated over TLS 1.3 is a TLS session: the callers
+	// its listeners are offered are taken with a PROOF of its key.
+	TLSConfig *tls.Config
 
 	// Timeout bounds each handshake (reaching the gateway, negotiation
 	// and the request) when the caller's context has no deadline. Zero
@@ -168,6 +180,9 @@ func (d *Dialer) dialGateway(ctx context.Context) (net.Conn, error) {
 	}
 	if c == nil {
 		return nil, errors.New("socks: ProxyDial returned no connection")
+	}
+	if d.TLSConfig != nil {
+		return d.startTLS(ctx, c)
 	}
 	return c, nil
 }
@@ -318,6 +333,9 @@ func closeError(f proto.Frame) error {
 type negotiation struct {
 	ext bool           // the gateway selected 0xC6 and HELLO succeeded
 	ack proto.HelloAck // when ext
+	// key is the session key when ext on a TLS 1.3 connection (tls).
+	key proto.SessionKey
+	tls bool
 }
 
 // methods returns the methods d offers in its greeting, in order.
@@ -339,6 +357,17 @@ func (d *Dialer) methods() []proto.Method {
 // sub-negotiation. A protocol error after HELLO has already been
 // answered with CLOSE.
 func (d *Dialer) negotiate(c net.Conn, plainOK bool) (negotiation, error) {
+	socks6, err := alpnSOCKS6(c)
+	if err != nil {
+		return negotiation{}, err
+	}
+	if socks6 {
+		if d.Extensions == ExtOff {
+			return negotiation{}, errors.New("socks: the gateway selected ALPN socks6, but Dialer.Extensions is off")
+		}
+		// No greeting: HELLO comes first, with no Methods.
+		return d.helloNegotiation(c, nil)
+	}
 	methods := d.methods()
 	if err := proto.Write(c, proto.Greeting{Methods: methods}); err != nil {
 		return negotiation{}, fmt.Errorf("socks: writing greeting: %w", err)
@@ -352,12 +381,7 @@ func (d *Dialer) negotiate(c net.Conn, plainOK bool) (negotiation, error) {
 		return negotiation{}, malformed("method selection", fmt.Errorf("%v, which was not offered: %w", m, proto.ErrMalformed))
 	}
 	if m == proto.MethodExtensions {
-		ack, err := d.hello(c, methods)
-		if err != nil {
-			writeMalformedClose(c, err)
-			return negotiation{}, err
-		}
-		return negotiation{ext: true, ack: ack}, nil
+		return d.helloNegotiation(c, methods)
 	}
 	if m == proto.MethodNoAcceptable {
 		// Every method offered was refused, the extensions too: an
@@ -385,6 +409,19 @@ func (d *Dialer) negotiate(c net.Conn, plainOK bool) (negotiation, error) {
 		}
 	}
 	return negotiation{}, nil
+}
+
+// helloNegotiation runs HELLO and, on a TLS 1.3 connection, derives the
+// session key.
+func (d *Dialer) helloNegotiation(c net.Conn, methods []proto.Method) (negotiation, error) {
+	ack, err := d.hello(c, methods)
+	if err != nil {
+		writeMalformedClose(c, err)
+		return negotiation{}, err
+	}
+	neg := negotiation{ext: true, ack: ack}
+	neg.key, neg.tls = sessionKey(c, ack)
+	return neg, nil
 }
 
 // hello sends HELLO, whose Methods repeat the greeting exactly (the

@@ -32,9 +32,18 @@
 // says so or too many taken callers wait for Accept. Tokens are never
 // logged or printed.
 //
+// With [Dialer.TLSConfig] set, the Dialer speaks TLS to the gateway
+// ("TLS and ALPN"): it offers ALPN "socks6", with which the extensions
+// start at the first byte (HELLO, no greeting), and "socks5", RFC 1928
+// inside TLS, for gateways that only wrap SOCKS5 in TLS. A session
+// negotiated over TLS 1.3 is a TLS session with a session key ("Session
+// Keys"); its Listener takes callers with a PROOF of that key, bound to
+// the new connection, so a token that leaks is useless to others.
+//
 // *Dialer implements the Dialer and ContextDialer interfaces of
-// golang.org/x/net/proxy, and the package registers the "socks6" URL
-// scheme with proxy.RegisterDialerType (see [FromURL]).
+// golang.org/x/net/proxy, and the package registers the "socks6" and
+// "socks6s" (TLS) URL schemes with proxy.RegisterDialerType (see
+// [FromURL]).
 //
 // A [PacketConn] is a UDP association carried inside a control
 // connection ("UDP in the Stream"): a net.PacketConn whose datagrams
@@ -52,9 +61,9 @@
 // a framed connection is answered with CLOSE 0xEB before the connection
 // is closed ("Error Handling").
 //
-// Not implemented yet: BIND, UDP ASSOCIATE, TLS and ALPN
-// (so no PROOF on TAKE), routes, resumption and discovery; optimistic
-// data after CONNECT; idle keepalive PINGs.
+// Not implemented yet: BIND, UDP ASSOCIATE, TLS client certificates,
+// routes, resumption and discovery; optimistic data after CONNECT; idle
+// keepalive PINGs.
 //
 // A Dialer, a Conn, a Session and a Listener are safe for concurrent use
 // as their documentation says. Contexts bound handshakes and single requests,

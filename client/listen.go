@@ -649,7 +649,7 @@ func (l *Listener) take(q queuedOffer) (*Conn, error) {
 		return nil, l.takeError(q, ctxErr(ctx, err))
 	}
 	stop := watch(ctx, c)
-	conn, err := takeOn(c, d, q)
+	conn, err := takeOn(c, d, q, l.s)
 	if err != nil {
 		err = ctxErr(ctx, err)
 		stop()
@@ -665,12 +665,27 @@ func (l *Listener) take(q queuedOffer) (*Conn, error) {
 
 // takeOn runs the handshake and TAKE on c, whose deadline the caller
 // manages. On error the caller closes c.
-func takeOn(c net.Conn, d *Dialer, q queuedOffer) (*Conn, error) {
+func takeOn(c net.Conn, d *Dialer, q queuedOffer, owner *Session) (*Conn, error) {
 	neg, err := d.negotiate(c, false)
 	if err != nil {
 		return nil, err
 	}
-	rep, err := exchange(c, neg.ack, proto.ExtRequest{Command: proto.CommandTake, Token: q.token})
+	req := proto.ExtRequest{Command: proto.CommandTake, Token: q.token}
+	if owner.tls {
+		owner.mu.Lock()
+		key, ended := owner.key, owner.err != nil
+		owner.mu.Unlock()
+		if ended {
+			return nil, errors.New("socks: the listener's session has ended")
+		}
+		o, err := takeProof(c, owner.ack.SessionID, key, q.token)
+		clear(key[:])
+		if err != nil {
+			return nil, err
+		}
+		req.Options = proto.Options{o}
+	}
+	rep, err := exchange(c, neg.ack, req)
 	if err != nil {
 		writeMalformedClose(c, err)
 		return nil, err

@@ -49,6 +49,11 @@ type Session struct {
 	ack     proto.HelloAck
 	limit   int    // Max Frame Length, both ways
 	taker   Dialer // opens the connections that TAKE offered callers
+	// key is the session key of a TLS session (tls), with which TAKEs
+	// prove that they come from this session's owner; it is erased
+	// (under mu) when the session ends.
+	key proto.SessionKey
+	tls bool
 
 	// wlock is held (a value in it) while a frame is written: a channel
 	// rather than a mutex, so that a writer with a deadline can give up
@@ -132,6 +137,8 @@ func (d *Dialer) OpenSession(ctx context.Context) (*Session, error) {
 		timeout:   d.timeout(),
 		ack:       neg.ack,
 		limit:     int(neg.ack.MaxFrameLen),
+		key:       neg.key,
+		tls:       neg.tls,
 		taker:     *d,
 		calls:     make(map[uint64]*call),
 		pings:     make(map[[8]byte]chan struct{}),
@@ -761,6 +768,7 @@ func (s *Session) end(err error) {
 	}
 	s.mu.Lock()
 	s.err = err
+	clear(s.key[:]) // the session is over: its key goes (draft, "Session Keys")
 	calls := s.calls
 	s.calls = nil
 	lns := make([]*Listener, 0, len(s.listeners))

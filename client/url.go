@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -23,22 +24,30 @@ var (
 // offers for new schemes.
 func init() {
 	proxy.RegisterDialerType("socks6", FromURL)
+	proxy.RegisterDialerType("socks6s", FromURL)
 }
 
 // FromURL returns a *Dialer for a proxy URL:
 //
 //	socks6://[user[:password]@]host[:port][?ext=auto|require|off]
+//	socks6s://[user[:password]@]host[:port][?ext=auto|require|off]
 //	socks5://[user[:password]@]host[:port]
 //
 // socks6 offers the extensions and falls back to plain SOCKS5 (ext=auto,
 // the default), or insists on them (ext=require); socks5 and socks5h
-// speak plain SOCKS5 only. The port defaults to 1080. If forward is not
+// speak plain SOCKS5 only. socks6s is socks6 inside TLS: the Dialer's
+// TLSConfig verifies the gateway's certificate for host against the
+// system's roots (set TLSConfig.RootCAs on the returned *Dialer for
+// others), and ALPN chooses between the extensions and RFC 1928 inside
+// TLS. The port defaults to 1080. If forward is not
 // nil, the Dialer reaches the gateway through it: with its DialContext
 // if it is a proxy.ContextDialer.
 func FromURL(u *url.URL, forward proxy.Dialer) (proxy.Dialer, error) {
 	d := &Dialer{}
 	switch u.Scheme {
 	case "socks6":
+	case "socks6s":
+		d.TLSConfig = &tls.Config{}
 	case "socks5", "socks5h":
 		d.Extensions = ExtOff
 	default:
@@ -59,7 +68,7 @@ func FromURL(u *url.URL, forward proxy.Dialer) (proxy.Dialer, error) {
 		d.Password, _ = u.User.Password()
 	}
 	for k, vs := range u.Query() {
-		if k != "ext" || u.Scheme != "socks6" || len(vs) != 1 {
+		if k != "ext" || u.Scheme == "socks5" || u.Scheme == "socks5h" || len(vs) != 1 {
 			return nil, fmt.Errorf("socks: proxy URL parameter %q not understood", k)
 		}
 		switch vs[0] {

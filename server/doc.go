@@ -8,6 +8,11 @@
 // turns an error into the reply code the client sees (see [ReplyError])
 // and writes one audit record per session through log/slog.
 //
+// [Server.ServeTLS] serves SOCKS inside TLS: ALPN "socks6" starts the
+// extensions at the first byte, "socks5" (or no ALPN) is RFC 1928 inside
+// TLS. A session negotiated on TLS 1.3 has a session key, and the callers
+// its listeners are offered can only be taken with a PROOF of that key.
+//
 // Users, policy and limits live in a snapshot that [Server.Reload] swaps
 // atomically: sessions already running keep the snapshot they started
 // with, new sessions get the new one.

@@ -176,6 +176,7 @@ func (ss *session) hello(ctx context.Context, h *hsReader, g proto.Greeting) err
 		return err
 	}
 	ss.ext = true
+	ss.deriveSessionKey(id)
 	// The buffer grows to a DATAGRAM's size only when one comes.
 	h.max = proto.MaxFrameLen + 16
 	return nil
@@ -326,6 +327,7 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 				ss.reqID = req.ID
 				ss.family, _ = req.Options.Family()
 				ss.token = req.Token
+				ss.proof, ss.hasProof = req.Options.Proof()
 				ss.req = Request{User: ss.user, Client: ss.client, Command: req.Command, Target: req.Addr}
 				return nil
 			case proto.CommandListen:
@@ -337,7 +339,7 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 					return err
 				}
 				if had == 0 && len(listeners) > 0 {
-					if tc, ok := ss.c.(*net.TCPConn); ok {
+					if tc, ok := tcpConnOf(ss.c); ok {
 						tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3})
 					}
 				}
@@ -348,7 +350,7 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 					return err
 				}
 				if had == 0 && len(assocs) > 0 {
-					if tc, ok := ss.c.(*net.TCPConn); ok {
+					if tc, ok := tcpConnOf(ss.c); ok {
 						tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3})
 					}
 				}

@@ -136,7 +136,7 @@ func (s *Server) listenState() *listens {
 // resetClose closes c with a TCP reset, which is how a caller learns that
 // nobody took it.
 func resetClose(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := tcpConnOf(c); ok {
 		tc.SetLinger(0)
 	}
 	c.Close()
@@ -465,7 +465,7 @@ func (ss *session) take(early []byte) error {
 	if ok {
 		st.withdrawLocked(o)
 	}
-	valid := ok && o.user == ss.user && time.Now().Before(o.expires)
+	valid := ok && time.Now().Before(o.expires) && ss.takeAuthorized(o.l.ss, o.user)
 	if valid {
 		o.l.taken++
 	} else if ok {
@@ -477,7 +477,7 @@ func (ss *session) take(early []byte) error {
 	}
 	if !valid {
 		resetClose(o.caller)
-		o.l.auditCaller(o, "refused", errors.New("TAKE by another user or after expiry"))
+		o.l.auditCaller(o, "refused", errors.New("TAKE after expiry, by another user, or without the listener's TLS session's PROOF"))
 		return errTokenInvalid
 	}
 	o.l.auditCaller(o, "taken", nil)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -111,6 +112,14 @@ type session struct {
 	connected netip.AddrPort // where CONNECT got through, for the CONNECTED option
 	diag      string         // DIAGNOSTIC text for a failure REPLY
 	token     proto.Token    // TAKE's token
+	proof     proto.Proof    // TAKE's PROOF option, if hasProof
+	hasProof  bool
+	// The session's ID, sent in HELLO_ACK, and, for a TLS session (TLS
+	// 1.3), its key of generation 0, which a TAKE of its listeners'
+	// callers must prove. The key is erased when the session ends.
+	sessID     proto.SessionID
+	key        proto.SessionKey
+	tlsSession bool
 	// nextListenerID numbers the control session's listeners.
 	nextListenerID uint64
 	// nextAssocID numbers the control session's UDP associations, and
@@ -200,6 +209,7 @@ func (ss *session) close(err error) {
 		s.counts.release(ss.user, ss.client.Addr().Unmap())
 	}
 	ss.c.Close()
+	clear(ss.key[:])
 	ss.audit(err)
 	s.untrack(ss.c)
 	s.sessions.Done()
@@ -398,6 +408,16 @@ func (ss *session) fail(err error) error {
 // reports whether the client negotiated the extensions (method 0xC6, then
 // HELLO), in which case the connection is framed from here on.
 func (ss *session) negotiate(ctx context.Context, h *hsReader) (ext bool, err error) {
+	if tc, ok := ss.c.(*tls.Conn); ok {
+		socks6, err := ss.tlsHandshake(tc)
+		if err != nil {
+			return false, err
+		}
+		if socks6 {
+			// No greeting: HELLO comes first, with no Methods.
+			return true, ss.hello(ctx, h, proto.Greeting{})
+		}
+	}
 	g, err := next(h, proto.ParseGreeting)
 	if err != nil {
 		return false, err
