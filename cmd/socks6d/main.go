@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/socks6/socks6/internal/config"
@@ -229,8 +231,12 @@ type daemon struct {
 	logs *logs
 	srv  *server.Server
 
+	// cert is the [tls] certificate, replaced on reload.
+	cert atomic.Pointer[tls.Certificate]
+
 	// What a reload cannot change, as the gateway started with it.
 	listen     []string
+	tlsListen  []string
 	timeouts   config.Timeouts
 	handshakes int
 }
@@ -239,7 +245,7 @@ type daemon struct {
 // exit status.
 func (d *daemon) serve(cfg *config.Config, st server.Settings, sigs <-chan os.Signal) int {
 	d.logs.apply(cfg)
-	d.listen, d.timeouts, d.handshakes = cfg.Listen, cfg.Timeouts, cfg.Limits.Handshakes
+	d.listen, d.tlsListen, d.timeouts, d.handshakes = cfg.Listen, cfg.TLS.Listen, cfg.Timeouts, cfg.Limits.Handshakes
 	d.srv = &server.Server{
 		Settings:         st,
 		HandshakeTimeout: cfg.Timeouts.Handshake,
@@ -257,19 +263,33 @@ func (d *daemon) serve(cfg *config.Config, st server.Settings, sigs <-chan os.Si
 	defer res.Close()
 	d.srv.Resolver = res
 
+	var tlsConfig *tls.Config
+	if len(cfg.TLS.Listen) > 0 {
+		cert, err := cfg.TLSCertificate()
+		if err != nil {
+			slog.Error("tls", "err", err)
+			return exitFailure
+		}
+		d.cert.Store(cert)
+		tlsConfig = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return d.cert.Load(), nil
+		}}
+	}
 	// Open every listener before serving any, so that one bad address
 	// fails the start as a whole.
 	var lns []net.Listener
-	for _, a := range cfg.Listen {
+	isTLS := map[net.Listener]bool{}
+	for i, a := range append(slices.Clone(cfg.Listen), cfg.TLS.Listen...) {
 		ln, err := server.Listen(context.Background(), "tcp", a)
 		if err != nil {
-			slog.Error("listen failed", "addr", a, "err", err)
+			slog.Error("listen failed", "addr", a, "tls", i >= len(cfg.Listen), "err", err)
 			for _, ln := range lns {
 				ln.Close()
 			}
 			return exitFailure
 		}
 		lns = append(lns, ln)
+		isTLS[ln] = i >= len(cfg.Listen)
 	}
 	slog.Info("starting", "version", versionString(), "config", d.opts.config,
 		"users_file", cfg.UsersFile, "rules", len(cfg.Rules))
@@ -287,6 +307,11 @@ func (d *daemon) serve(cfg *config.Config, st server.Settings, sigs <-chan os.Si
 	}
 	served := make(chan error, len(lns))
 	for _, ln := range lns {
+		if isTLS[ln] {
+			slog.Info("listening", "addr", ln.Addr().String(), "tls", true)
+			go func() { served <- d.srv.ServeTLS(ln, tlsConfig) }()
+			continue
+		}
 		slog.Info("listening", "addr", ln.Addr().String())
 		go func() { served <- d.srv.Serve(ln) }()
 	}
@@ -353,6 +378,17 @@ func (d *daemon) reload() {
 	}
 	if !slices.Equal(cfg.Listen, d.listen) {
 		slog.Warn("listen addresses are not reloadable; restart to apply", "running", d.listen, "configured", cfg.Listen)
+	}
+	if !slices.Equal(cfg.TLS.Listen, d.tlsListen) {
+		slog.Warn("tls.listen addresses are not reloadable; restart to apply", "running", d.tlsListen, "configured", cfg.TLS.Listen)
+	}
+	if len(d.tlsListen) > 0 && len(cfg.TLS.Listen) > 0 {
+		// The configuration validated, so the certificate loads; a
+		// renewal takes effect for new connections.
+		if cert, err := cfg.TLSCertificate(); err == nil {
+			d.cert.Store(cert)
+			slog.Info("tls certificate loaded", "cert_file", cfg.TLS.CertFile, "not_after", cert.Leaf.NotAfter)
+		}
 	}
 	if cfg.Timeouts != d.timeouts {
 		slog.Warn("timeouts are not reloadable; restart to apply")

@@ -32,8 +32,9 @@ const (
 // A Config is socks6d's configuration. Start from [Default] or [Parse];
 // the zero Config does not validate, because its timeouts are zero.
 type Config struct {
-	// Listen lists the TCP addresses to serve, as host:port; a port of 0
-	// picks a free port. It must not be empty.
+	// Listen lists the TCP addresses to serve in cleartext, as host:port;
+	// a port of 0 picks a free port. It may be empty only if TLS.Listen is
+	// not.
 	Listen []string
 	// UsersFile is the htpasswd file with bcrypt hashes. When set,
 	// clients must log in with a username and password; empty means no
@@ -70,8 +71,23 @@ type Config struct {
 	Resolver Resolver
 	// Listeners governs LISTEN (the [listeners] section); reloadable.
 	Listeners server.ListenSettings
+	// TLS configures SOCKS inside TLS (the [tls] section).
+	TLS TLS
 
 	src *source // where the values came from, for error positions
+}
+
+// TLS is the [tls] section: where the gateway serves SOCKS inside TLS
+// (ALPN "socks6" and "socks5") and with which certificate.
+type TLS struct {
+	// Listen lists the TCP addresses to serve TLS on, as host:port. Empty
+	// means no TLS. Not reloadable.
+	Listen []string
+	// CertFile is the PEM certificate chain, leaf first, and KeyFile its
+	// PEM private key; both are required with Listen and are read again
+	// on reload. Parse resolves relative paths against the configuration
+	// file's directory.
+	CertFile, KeyFile string
 }
 
 // Timeouts are the gateway's time bounds. They apply at startup only: a
@@ -203,6 +219,13 @@ type file struct {
 	Rules     []fileRule          `toml:"rule"`
 	Resolver  fileResolver        `toml:"resolver"`
 	Listeners fileListen          `toml:"listeners"`
+	TLS       fileTLS             `toml:"tls"`
+}
+
+type fileTLS struct {
+	Listen   []string `toml:"listen"`
+	CertFile string   `toml:"cert_file"`
+	KeyFile  string   `toml:"key_file"`
 }
 
 type fileListen struct {
@@ -294,8 +317,10 @@ func Parse(name string, data []byte) (*Config, error) {
 	if len(p.errs) > 0 {
 		return nil, joinSorted(p.errs)
 	}
-	if c.UsersFile != "" && !filepath.IsAbs(c.UsersFile) {
-		c.UsersFile = filepath.Join(filepath.Dir(name), c.UsersFile)
+	for _, f := range []*string{&c.UsersFile, &c.TLS.CertFile, &c.TLS.KeyFile} {
+		if *f != "" && !filepath.IsAbs(*f) {
+			*f = filepath.Join(filepath.Dir(name), *f)
+		}
 	}
 	c.src = &source{name: name, pos: pos, listen: c.Listen, usersFile: c.UsersFile}
 	return c, nil
@@ -345,6 +370,7 @@ func (p *parser) convert(f *file) *Config {
 	}
 	c.Resolver = p.resolver(&f.Resolver)
 	c.Listeners = p.listeners(&f.Listeners)
+	c.TLS = TLS{Listen: f.TLS.Listen, CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile}
 	return c
 }
 

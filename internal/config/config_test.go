@@ -359,6 +359,12 @@ func TestLoadErrors(t *testing.T) {
 		{name: "users_file_apr1", text: "\nusers_file = \"users.htpasswd\"\n", line: 2,
 			users: "alice:$2a$04$0K9rc0tif1CpfotKYAbr5.bNrnYra/k3Oe/5gD99womWQ9.d4AWkW\nbob:$apr1$x8a7$HI6qFQb1RYNCN1Dn.ZvSK0\n",
 			words: []string{"users_file", "users.htpasswd:2:", "apr1", "bcrypt"}},
+		{name: "tls_no_cert", text: "[tls]\nlisten = [\"127.0.0.1:1443\"]\n", line: 2, words: []string{"tls.listen", "cert_file is missing"}},
+		{name: "tls_no_key", text: "[tls]\nlisten = [\"127.0.0.1:1443\"]\ncert_file = \"gw.crt\"\n", line: 2, words: []string{"tls.listen", "key_file is missing"}},
+		{name: "tls_no_listen", text: "\n[tls]\ncert_file = \"gw.crt\"\nkey_file = \"gw.key\"\n", line: 2, words: []string{"tls", "listen is empty"}},
+		{name: "tls_bad_listen", text: "[tls]\nlisten = [\"1443\"]\ncert_file = \"gw.crt\"\nkey_file = \"gw.key\"\n", line: 2, words: []string{"tls.listen", "bad listen address"}},
+		{name: "tls_missing_cert_file", text: "[tls]\nlisten = [\"127.0.0.1:1443\"]\ncert_file = \"gw.crt\"\nkey_file = \"gw.key\"\n", line: 3, words: []string{"tls.cert_file", "gw.crt", "no such file"}},
+		{name: "tls_unknown_key", text: "[tls]\nlisten = [\"127.0.0.1:1443\"]\ncertificate = \"gw.crt\"\n", line: 3, words: []string{"tls.certificate", "unknown key"}},
 		{name: "users_file_plain", text: "users_file = \"users.htpasswd\"\n", line: 1,
 			users: "# users\n\ncarol:secret\n", words: []string{"users.htpasswd:3:", "not a bcrypt hash"}},
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"slices"
@@ -96,8 +97,8 @@ func (c *Config) check() (*htpasswd.File, error) {
 	}
 
 	listenFromFile := slices.Equal(c.Listen, src.listen)
-	if len(c.Listen) == 0 {
-		v.errorf("listen", listenFromFile, "no addresses to listen on")
+	if len(c.Listen) == 0 && len(c.TLS.Listen) == 0 {
+		v.errorf("listen", listenFromFile, "no addresses to listen on (neither listen nor tls.listen)")
 	}
 	for i, a := range c.Listen {
 		if err := checkListen(a); err != nil {
@@ -153,6 +154,26 @@ func (c *Config) check() (*htpasswd.File, error) {
 	}
 	for i := range c.Rules {
 		v.rule("rule."+strconv.Itoa(i), &c.Rules[i])
+	}
+
+	if tl := c.TLS; len(tl.Listen) > 0 || tl.CertFile != "" || tl.KeyFile != "" {
+		for i, a := range tl.Listen {
+			if err := checkListen(a); err != nil {
+				v.errorf("tls.listen."+strconv.Itoa(i), true, "%w", err)
+			}
+		}
+		switch {
+		case len(tl.Listen) == 0:
+			v.errorf("tls", true, "cert_file and key_file are set but listen is empty: no TLS address to serve")
+		case tl.CertFile == "":
+			v.errorf("tls.listen", true, "cert_file is missing: TLS needs a certificate")
+		case tl.KeyFile == "":
+			v.errorf("tls.listen", true, "key_file is missing: TLS needs the certificate's private key")
+		default:
+			if _, err := c.TLSCertificate(); err != nil {
+				v.errorf("tls.cert_file", true, "%w", err)
+			}
+		}
 	}
 
 	var auth *htpasswd.File
@@ -211,6 +232,21 @@ func (v *validator) rule(path string, r *server.Rule) {
 			v.errorf(path+".ports."+strconv.Itoa(i), true, "bad port range %d-%d: first port is above the last", p.Lo, p.Hi)
 		}
 	}
+}
+
+// TLSCertificate loads the [tls] certificate and key and checks that the
+// certificate is valid now.
+func (c *Config) TLSCertificate() (*tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s with key %s: %w", c.TLS.CertFile, c.TLS.KeyFile, err)
+	}
+	now := time.Now()
+	if leaf := cert.Leaf; leaf != nil && (now.Before(leaf.NotBefore) || now.After(leaf.NotAfter)) {
+		return nil, fmt.Errorf("certificate %s is valid from %s to %s, not now", c.TLS.CertFile,
+			leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return &cert, nil
 }
 
 // checkListen checks a listen address: host:port with a numeric port.
