@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,7 +28,10 @@ type globalFlags struct {
 	family  familyFlag
 	timeout time.Duration
 	verbose bool
-	set     bool // define has run once, so the fields hold values
+	tls     bool   // reach the gateway over TLS
+	tlsCA   string // PEM file of the certificates to trust instead of the system's
+	tlsName string // the name the gateway's certificate must carry
+	set     bool   // define has run once, so the fields hold values
 }
 
 // define adds the global flags to fs. The first call sets the defaults;
@@ -42,6 +47,29 @@ func (g *globalFlags) define(fs *flag.FlagSet) {
 	fs.Var(&g.family, "family", "have the gateway try these address `FAMILIES` for names: any (Happy\nEyeballs, the default), prefer-ipv4, prefer-ipv6, ipv4-only or ipv6-only;\ntakes effect with the extensions only")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "bound reaching the gateway and each request (CONNECT, RESOLVE, LISTEN) by `D`;\n0 means no limit; relayed streams have none")
 	fs.BoolVar(&g.verbose, "v", g.verbose, "log the connection, and each caller and offer of listen, to standard error")
+	fs.BoolVar(&g.tls, "tls", g.tls, "reach the gateway over TLS (ALPN socks6, then socks5), checking its certificate\nagainst the system's roots")
+	fs.StringVar(&g.tlsCA, "tls-ca", g.tlsCA, "with TLS (implied), trust the PEM certificates in `FILE` instead of the\nsystem's roots")
+	fs.StringVar(&g.tlsName, "tls-name", g.tlsName, "with TLS (implied), the `NAME` the gateway's certificate must carry (default:\nthe host of -proxy)")
+}
+
+// tlsConfig returns the TLS configuration the flags ask for, nil for
+// none.
+func (g *globalFlags) tlsConfig() (*tls.Config, error) {
+	if !g.tls && g.tlsCA == "" && g.tlsName == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{ServerName: g.tlsName}
+	if g.tlsCA != "" {
+		pem, err := os.ReadFile(g.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("-tls-ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-tls-ca %s: no PEM certificate in it", g.tlsCA)
+		}
+	}
+	return cfg, nil
 }
 
 // dialer checks the global flags and returns the Dialer they describe. On
@@ -72,6 +100,12 @@ func (g *globalFlags) dialer(e env) (*client.Dialer, int) {
 	if g.timeout == 0 {
 		d.Timeout = -1 // no limit
 	}
+	tc, err := g.tlsConfig()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "socks6: %v\n", err)
+		return nil, exitUsage
+	}
+	d.TLSConfig = tc
 	if g.user != "" {
 		if len(g.user) > proto.MaxUserPassLen {
 			fmt.Fprintf(e.stderr, "socks6: -user: longer than %d bytes\n", proto.MaxUserPassLen)

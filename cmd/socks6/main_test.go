@@ -603,7 +603,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	global := []string{"-proxy", "-user", "-ext", "-family", "-timeout", "-v", "SOCKS6_PROXY", "SOCKS6_PASSWORD", "Exit status"}
+	global := []string{"-proxy", "-user", "-ext", "-family", "-timeout", "-v", "-tls", "-tls-ca", "-tls-name", "SOCKS6_PROXY", "SOCKS6_PASSWORD", "Exit status"}
 	for _, tt := range []struct {
 		args []string
 		want []string
