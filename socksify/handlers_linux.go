@@ -438,6 +438,10 @@ func (sup *supervisor) handshake(c call, dup int, si sockInfo, dst netip.AddrPor
 		ctx, cancel = context.WithTimeout(sup.ctx, sup.timeout)
 	}
 	defer cancel()
+	if sup.dialer.TLSConfig != nil {
+		sup.handshakeTLS(ctx, c, dup, si, dst, target)
+		return
+	}
 	connected := false
 	err := connectCtx(ctx, dup, gw, si.nonblock)
 	if err == nil {
@@ -447,6 +451,26 @@ func (sup *supervisor) handshake(c call, dup int, si sockInfo, dst netip.AddrPor
 			_, err = socks5Request(ctx, newFDConn(dup), d.Username, d.Password, proto.CommandConnect, taddr)
 		} else {
 			_, err = sup.dialer.Handshake(ctx, newFDConn(dup), "tcp", target)
+		}
+	}
+	sup.answerConnect(c, dup, si, dst, target, err, connected)
+}
+
+// handshakeTLS is handshake for a gateway reached over TLS: the client
+// library dials it and runs the handshake and CONNECT, and the program's
+// socket is then connected to the supervisor, which relays
+// (tlsrelay_linux.go).
+func (sup *supervisor) handshakeTLS(ctx context.Context, c call, dup int, si sockInfo, dst netip.AddrPort, target string) {
+	gc, err := sup.dialer.DialContext(ctx, "tcp", target)
+	connected := false
+	if err == nil {
+		var local net.Conn
+		local, err = connectLocal(ctx, dup, si.domain, si.v6only, si.nonblock)
+		if err != nil {
+			connected = true // perhaps: answerConnect disconnects it
+			gc.Close()
+		} else {
+			sup.tlsRel.start(local, gc)
 		}
 	}
 	sup.answerConnect(c, dup, si, dst, target, err, connected)

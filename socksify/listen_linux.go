@@ -35,6 +35,7 @@ package socksify
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/netip"
@@ -370,8 +371,22 @@ func (m *listenMgr) takeDoorbell(peer netip.AddrPort) *doorbell {
 }
 
 // detach returns a duplicate of the caller's socket, which the
-// supervisor owns, and closes the client library's.
-func (db *doorbell) detach() (int, error) {
+// supervisor owns, and closes the client library's; for a caller taken
+// over TLS, the far end of a loopback connection that rel relays to it.
+func (db *doorbell) detach(rel *tlsRelays) (int, error) {
+	if _, ok := db.gw.Conn.(*tls.Conn); ok {
+		// A TLS stream cannot be handed over: the program gets a
+		// loopback connection to the supervisor, which relays.
+		ctx, cancel := context.WithTimeout(context.Background(), doorbellDial)
+		defer cancel()
+		fd, local, err := localPair(ctx)
+		if err != nil {
+			db.gw.Close()
+			return -1, err
+		}
+		rel.start(local, db.gw)
+		return fd, nil
+	}
 	sc, ok := db.gw.Conn.(syscall.Conn)
 	if !ok {
 		db.gw.Close()
@@ -527,7 +542,7 @@ func (sup *supervisor) tryAccept(c call, dup int, pl *published, flags int) bool
 	src, peer := nfd, sockaddrAP(sa)
 	if db := sup.lis.takeDoorbell(unmapAP(peer)); db != nil {
 		unix.Close(nfd) // the doorbell's watcher sees EOF and closes its end
-		gfd, err := db.detach()
+		gfd, err := db.detach(&sup.tlsRel)
 		if err != nil {
 			sup.fail(c, syscall.ECONNABORTED)
 			return true

@@ -100,7 +100,7 @@ func (s *Supervisor) Start(ctx context.Context, path string, argv []string, attr
 		onConnect: s.OnConnect,
 		onListen:  s.OnListen,
 		timeout:   s.Dialer.Timeout,
-		plain:     s.Dialer.Extensions != client.ExtRequire && s.Dialer.Family == 0,
+		plain:     s.Dialer.Extensions != client.ExtRequire && s.Dialer.Family == 0 && s.Dialer.TLSConfig == nil,
 	}
 	sup.fake.prefer6 = true
 	for _, gw := range gws {
@@ -458,6 +458,7 @@ type supervisor struct {
 	onListen  func(ListenEvent)
 	timeout   time.Duration // bounds reaching the gateway plus the handshake; negative: none
 	plain     bool          // CONNECT in plain SOCKS5, pipelined (socks5Request); else client.Dialer.Handshake
+	tlsRel    tlsRelays     // connections to a TLS gateway, relayed (tlsrelay_linux.go)
 
 	ctx    context.Context // parent of the handshakes' contexts; cancelled by shutdown
 	cancel context.CancelFunc
@@ -469,6 +470,7 @@ type supervisor struct {
 func (sup *supervisor) shutdown() {
 	sup.cancel()
 	sup.wg.Wait()
+	sup.tlsRel.close()
 	if sup.warm != nil {
 		sup.warm.wait()
 	}

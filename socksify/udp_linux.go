@@ -778,6 +778,9 @@ func (a *udpAssoc) handshake(ctx context.Context) error {
 	if d.Extensions == client.ExtRequire {
 		return errUDPExtRequired
 	}
+	if d.TLSConfig != nil {
+		return errUDPOverTLS
+	}
 	var err error
 	var nd net.Dialer
 	for _, gw := range sup.gw {

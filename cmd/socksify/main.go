@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -59,6 +61,8 @@ type options struct {
 	direct   prefixList
 	listen   portList
 	argv     []string
+	tlsCA    string // -tls-ca
+	tlsName  string // -tls-name
 }
 
 // portList is the -listen flag: TCP ports, comma-separated and
@@ -143,7 +147,9 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 	var o options
 	fs := flag.NewFlagSet("socksify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.proxy, "proxy", "", "the gateway: `host:port`, or a URL socks5://[user[:pass]@]host:port,\nsocks5h://… or socks6://…[?ext=require]")
+	fs.StringVar(&o.proxy, "proxy", "", "the gateway: `host:port`, or a URL socks5://[user[:pass]@]host:port,\nsocks5h://…, socks6://…[?ext=require] or socks6s://… (over TLS)")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "reach the gateway over TLS, trusting the PEM certificates in `FILE` instead of\nthe system's roots")
+	fs.StringVar(&o.tlsName, "tls-name", "", "reach the gateway over TLS, checking that its certificate is for `NAME`\n(default: the gateway's host)")
 	fs.StringVar(&o.user, "user", "", "authenticate to the gateway as `USER` (password from the URL or $SOCKS6_PASSWORD)")
 	fs.BoolVar(&o.verbose, "v", false, "print one line per redirected connection to standard error")
 	fs.BoolVar(&o.warm, "warm", false, "send each name the program looks up to the gateway's resolver at once,\nahead of its connect (RESOLVE; needs a SOCKS6 gateway)")
@@ -366,7 +372,7 @@ func gateway(o options, getenv func(string) (string, bool)) (*client.Dialer, err
 		}
 	}
 	if spec == "" {
-		msg := "no gateway configured, and none found on port 1080 of loopback or of the default router: give -proxy host:port (or a socks5://, socks5h:// or socks6:// URL), or set SOCKS6_PROXY, ALL_PROXY or SOCKS_SERVER; socksify never runs a program unproxied"
+		msg := "no gateway configured, and none found on port 1080 of loopback or of the default router: give -proxy host:port (or a socks5://, socks5h://, socks6:// or socks6s:// URL), or set SOCKS6_PROXY, ALL_PROXY or SOCKS_SERVER; socksify never runs a program unproxied"
 		if len(skipped) > 0 {
 			msg += "; ignored " + strings.Join(skipped, ", ")
 		}
@@ -385,6 +391,22 @@ func gateway(o options, getenv func(string) (string, bool)) (*client.Dialer, err
 	}
 	if len(d.Username) > 255 || len(d.Password) > 255 {
 		return nil, errors.New("username or password longer than 255 bytes")
+	}
+	if o.tlsCA != "" || o.tlsName != "" {
+		if d.TLSConfig == nil {
+			d.TLSConfig = &tls.Config{}
+		}
+		d.TLSConfig.ServerName = o.tlsName
+		if o.tlsCA != "" {
+			pem, err := os.ReadFile(o.tlsCA)
+			if err != nil {
+				return nil, fmt.Errorf("-tls-ca: %w", err)
+			}
+			d.TLSConfig.RootCAs = x509.NewCertPool()
+			if !d.TLSConfig.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("-tls-ca %s: no PEM certificate in it", o.tlsCA)
+			}
+		}
 	}
 	return d, nil
 }
@@ -405,7 +427,7 @@ func parseProxy(spec string) (*client.Dialer, error) {
 		return &client.Dialer{ProxyAddress: spec}, nil
 	}
 	if !socksURL(spec) {
-		return nil, fmt.Errorf("scheme %q: want socks5, socks5h or socks6", schemeOf(spec))
+		return nil, fmt.Errorf("scheme %q: want socks5, socks5h, socks6 or socks6s", schemeOf(spec))
 	}
 	u, err := url.Parse(spec)
 	if err != nil {
@@ -424,7 +446,7 @@ func parseProxy(spec string) (*client.Dialer, error) {
 
 func socksURL(s string) bool {
 	switch schemeOf(s) {
-	case "socks5", "socks5h", "socks6":
+	case "socks5", "socks5h", "socks6", "socks6s":
 		return true
 	}
 	return false
@@ -587,7 +609,8 @@ the program as if they had connected to it (socksify prints the public
 address).
 
 The gateway comes from -proxy, else $SOCKS6_PROXY, $ALL_PROXY (socks5://,
-socks5h:// or socks6:// only) or $SOCKS_SERVER (host:port). Without one,
+socks5h://, socks6:// or socks6s:// only) or $SOCKS_SERVER (host:port);
+socks6s:// (or -tls-ca, -tls-name) reaches it over TLS. Without one,
 socksify exits with status 2 and runs nothing. The password comes from the URL
 or $SOCKS6_PASSWORD; the program sees neither (a proxy variable with a password
 is left out of its environment).

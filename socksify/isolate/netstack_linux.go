@@ -565,12 +565,19 @@ func (a *association) Close() error {
 	return a.ctrl.Close()
 }
 
+var errUDPOverTLS = errors.New("socksify isolate: UDP does not go through a gateway reached over TLS in -isolate mode (classic UDP ASSOCIATE would travel outside TLS)")
+
 // associate opens an association with the gateway (RFC 1928 UDP
 // ASSOCIATE, with username/password if the Dialer has them).
 func associate(ctx context.Context, d *client.Dialer) (*association, error) {
 	timeout := d.Timeout
 	if timeout <= 0 {
 		timeout = dialTimeout
+	}
+	if d.TLSConfig != nil {
+		// Classic UDP ASSOCIATE would speak cleartext to the TLS port,
+		// and its datagrams would travel outside TLS.
+		return nil, errUDPOverTLS
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
