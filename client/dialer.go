@@ -96,7 +96,9 @@ type Dialer struct {
 	// inside TLS), "socks5" alone with ExtOff and "socks6" alone with
 	// ExtRequire, and an empty ServerName is the host of ProxyAddress.
 	// A session negotiated over TLS 1.3 is a TLS session: the callers
-	// its listeners are offered are taken with a PROOF of its key.
+	// its listeners are offered are taken with a PROOF of its key. Set
+	// ClientSessionCache to resume TLS sessions, which makes every
+	// connection after the first much cheaper (FromURL does).
 	TLSConfig *tls.Config
 
 	// Timeout bounds each handshake (reaching the gateway, negotiation

@@ -58,7 +58,7 @@ func (g *globalFlags) tlsConfig() (*tls.Config, error) {
 	if !g.tls && g.tlsCA == "" && g.tlsName == "" {
 		return nil, nil
 	}
-	cfg := &tls.Config{ServerName: g.tlsName}
+	cfg := &tls.Config{ServerName: g.tlsName, ClientSessionCache: tls.NewLRUClientSessionCache(0)}
 	if g.tlsCA != "" {
 		pem, err := os.ReadFile(g.tlsCA)
 		if err != nil {

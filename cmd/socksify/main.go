@@ -394,7 +394,7 @@ func gateway(o options, getenv func(string) (string, bool)) (*client.Dialer, err
 	}
 	if o.tlsCA != "" || o.tlsName != "" {
 		if d.TLSConfig == nil {
-			d.TLSConfig = &tls.Config{}
+			d.TLSConfig = &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(0)}
 		}
 		d.TLSConfig.ServerName = o.tlsName
 		if o.tlsCA != "" {
