@@ -93,8 +93,9 @@ type Dialer struct {
 	// over the connection ProxyDial returns (draft-socks6-extensions-00,
 	// "TLS and ALPN"). It is cloned; an empty NextProtos offers "socks6"
 	// (the extensions from the first byte) before "socks5" (RFC 1928
-	// inside TLS), "socks5" alone with ExtOff and "socks6" alone with
-	// ExtRequire, and an empty ServerName is the host of ProxyAddress.
+	// inside TLS), or "socks5" alone with ExtOff, and an empty ServerName
+	// is the host of ProxyAddress. A connection that ProxyDial returns
+	// is used as it is if it is a *tls.Conn already.
 	// A session negotiated over TLS 1.3 is a TLS session: the callers
 	// its listeners are offered are taken with a PROOF of its key. Set
 	// ClientSessionCache to resume TLS sessions, which makes every

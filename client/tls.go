@@ -12,18 +12,22 @@ import (
 
 // startTLS runs the client side of TLS over c, the connection to the
 // gateway, with d.TLSConfig: ALPN "socks6" then "socks5" (only "socks5"
-// with ExtOff, only "socks6" with ExtRequire) unless the config lists
-// its own, and the gateway's host name from ProxyAddress unless the
-// config names a ServerName. It closes c if the handshake fails.
+// with ExtOff) unless the config lists its own, and the gateway's host
+// name from ProxyAddress unless the config names a ServerName. With
+// ExtRequire, "socks5" is still offered (the draft says clients SHOULD):
+// the extensions may then be negotiated inside it with 0xC6, and a
+// gateway that does not select them is a downgrade as in cleartext. A c
+// that is a TLS connection already (from ProxyDial) is returned as it
+// is. startTLS closes c if the handshake fails.
 func (d *Dialer) startTLS(ctx context.Context, c net.Conn) (*tls.Conn, error) {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc, nil
+	}
 	cfg := d.TLSConfig.Clone()
 	if len(cfg.NextProtos) == 0 {
-		switch d.Extensions {
-		case ExtOff:
+		if d.Extensions == ExtOff {
 			cfg.NextProtos = []string{proto.ALPNSOCKS5}
-		case ExtRequire:
-			cfg.NextProtos = []string{proto.ALPNSOCKS6}
-		default:
+		} else {
 			cfg.NextProtos = []string{proto.ALPNSOCKS6, proto.ALPNSOCKS5}
 		}
 	}

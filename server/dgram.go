@@ -593,7 +593,7 @@ func (ss *session) writeFrameBytes(b []byte) error {
 func (ss *session) writeFrameBytesLocked(b []byte) error {
 	ss.c.SetWriteDeadline(time.Now().Add(ss.s.handshakeTimeout()))
 	if _, err := ss.c.Write(b); err != nil {
-		ss.c.Close()
+		hardClose(ss.c)
 		return err
 	}
 	return nil

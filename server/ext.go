@@ -91,7 +91,7 @@ func (ss *session) writeFrame(m proto.Message) error {
 		// Part of the frame may have gone out, and frames from other
 		// goroutines (replies, datagrams) would follow it: the framing
 		// is lost.
-		ss.c.Close()
+		hardClose(ss.c)
 	}
 	return err
 }

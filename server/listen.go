@@ -139,7 +139,7 @@ func resetClose(c net.Conn) {
 	if tc, ok := tcpConnOf(c); ok {
 		tc.SetLinger(0)
 	}
-	c.Close()
+	hardClose(c)
 }
 
 // serveListen answers LISTEN: it binds the port, registers the listener
@@ -401,7 +401,7 @@ func (l *gwListener) offer(c net.Conn) {
 	if err != nil {
 		// The control connection is gone; its session closes the
 		// listener and every pending caller.
-		ss.c.Close()
+		hardClose(ss.c)
 	}
 }
 

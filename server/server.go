@@ -319,7 +319,7 @@ func (s *Server) track(c net.Conn) bool {
 	if s.shutdown.Load() {
 		return false
 	}
-	s.conns[c] = c
+	s.conns[c] = hardCloser{c}
 	s.sessions.Add(1)
 	return true
 }

@@ -208,7 +208,7 @@ func (ss *session) close(err error) {
 	if ss.counted {
 		s.counts.release(ss.user, ss.client.Addr().Unmap())
 	}
-	ss.c.Close()
+	hardClose(ss.c)
 	clear(ss.key[:])
 	ss.audit(err)
 	s.untrack(ss.c)

@@ -29,11 +29,22 @@ func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
 		return errors.New("socks6: ServeTLS needs a tls.Config with a certificate")
 	}
 	cfg := config.Clone()
+	alpn := []string{proto.ALPNSOCKS6, proto.ALPNSOCKS5}
+	if s.DisableExtensions {
+		alpn = []string{proto.ALPNSOCKS5}
+	}
 	if len(cfg.NextProtos) == 0 {
-		if s.DisableExtensions {
-			cfg.NextProtos = []string{proto.ALPNSOCKS5}
-		} else {
-			cfg.NextProtos = []string{proto.ALPNSOCKS6, proto.ALPNSOCKS5}
+		cfg.NextProtos = alpn
+	}
+	if get := cfg.GetConfigForClient; get != nil {
+		// crypto/tls uses the config this returns, not cfg.
+		cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			c, err := get(hello)
+			if c != nil && len(c.NextProtos) == 0 {
+				c = c.Clone()
+				c.NextProtos = alpn
+			}
+			return c, err
 		}
 	}
 	return s.Serve(tls.NewListener(ln, cfg))
@@ -100,6 +111,25 @@ func (ss *session) takeAuthorized(owner *session, ownerUser string) bool {
 	}
 	return ss.user == ownerUser
 }
+
+// hardClose closes c, a TLS connection by closing the TCP connection
+// under it: tls.Conn.Close first sends close_notify under the output
+// lock, which a write that cannot finish may hold for ever (the TLS layer
+// answers a client's KeyUpdate requests from Read, so a client that asks
+// for them and never reads blocks that answer), and it waits up to 5 s
+// for a peer that does not read. A session that ends cleanly has sent
+// its close_notify already, with CloseWrite.
+func hardClose(c net.Conn) error {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn().Close()
+	}
+	return c.Close()
+}
+
+// hardCloser closes its connection with hardClose.
+type hardCloser struct{ c net.Conn }
+
+func (h hardCloser) Close() error { return hardClose(h.c) }
 
 // tcpConnOf returns the TCP connection under c, which may be a TLS one.
 func tcpConnOf(c net.Conn) (*net.TCPConn, bool) {

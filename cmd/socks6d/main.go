@@ -388,6 +388,9 @@ func (d *daemon) reload() {
 		if cert, err := cfg.TLSCertificate(); err == nil {
 			d.cert.Store(cert)
 			slog.Info("tls certificate loaded", "cert_file", cfg.TLS.CertFile, "not_after", cert.Leaf.NotAfter)
+		} else {
+			// Changed between the validation and now.
+			slog.Error("tls certificate not reloaded; keeping the running one", "err", err)
 		}
 	}
 	if cfg.Timeouts != d.timeouts {

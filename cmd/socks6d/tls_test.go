@@ -131,7 +131,7 @@ func TestTLSBadConfig(t *testing.T) {
 	cfg := filepath.Join(dir, "socks6d.toml")
 	writeFile(t, cfg, "listen = [\"127.0.0.1:0\"]\n\n[tls]\nlisten = [\"127.0.0.1:0\"]\ncert_file = \"missing.crt\"\nkey_file = \"missing.key\"\n")
 	code, out := runOnce(t, "", "-config", cfg)
-	if code != 2 || !strings.Contains(out, cfg+":5: tls.cert_file: certificate "+filepath.Join(dir, "missing.crt")) {
+	if code != 2 || !strings.Contains(out, cfg+":5: tls.cert_file: certificate: open "+filepath.Join(dir, "missing.crt")) {
 		t.Errorf("exit %d, stderr %q; want 2 and %s:5: tls.cert_file", code, out, cfg)
 	}
 }

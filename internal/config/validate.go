@@ -2,11 +2,15 @@ package config
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/socks6/socks6/proto"
@@ -156,6 +160,7 @@ func (c *Config) check() (*htpasswd.File, error) {
 		v.rule("rule."+strconv.Itoa(i), &c.Rules[i])
 	}
 
+	v.listenConflicts(listenFromFile)
 	if tl := c.TLS; len(tl.Listen) > 0 || tl.CertFile != "" || tl.KeyFile != "" {
 		for i, a := range tl.Listen {
 			if err := checkListen(a); err != nil {
@@ -166,12 +171,17 @@ func (c *Config) check() (*htpasswd.File, error) {
 		case len(tl.Listen) == 0:
 			v.errorf("tls", true, "cert_file and key_file are set but listen is empty: no TLS address to serve")
 		case tl.CertFile == "":
-			v.errorf("tls.listen", true, "cert_file is missing: TLS needs a certificate")
+			v.errorf("tls", true, "cert_file is missing: TLS needs a certificate")
 		case tl.KeyFile == "":
-			v.errorf("tls.listen", true, "key_file is missing: TLS needs the certificate's private key")
+			v.errorf("tls", true, "key_file is missing: TLS needs the certificate's private key")
 		default:
 			if _, err := c.TLSCertificate(); err != nil {
-				v.errorf("tls.cert_file", true, "%w", err)
+				key := "tls.cert_file"
+				var ke *keyFileError
+				if errors.As(err, &ke) {
+					key = "tls.key_file"
+				}
+				v.errorf(key, true, "%w", err)
 			}
 		}
 	}
@@ -234,12 +244,31 @@ func (v *validator) rule(path string, r *server.Rule) {
 	}
 }
 
+// keyFileError is a problem with the key file rather than the
+// certificate, so that Validate names key_file.
+type keyFileError struct{ err error }
+
+func (e *keyFileError) Error() string { return e.err.Error() }
+func (e *keyFileError) Unwrap() error { return e.err }
+
 // TLSCertificate loads the [tls] certificate and key and checks that the
 // certificate is valid now.
 func (c *Config) TLSCertificate() (*tls.Certificate, error) {
-	cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
+	certPEM, err := os.ReadFile(c.TLS.CertFile)
 	if err != nil {
-		return nil, fmt.Errorf("certificate %s with key %s: %w", c.TLS.CertFile, c.TLS.KeyFile, err)
+		return nil, fmt.Errorf("certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(c.TLS.KeyFile)
+	if err != nil {
+		return nil, &keyFileError{fmt.Errorf("key: %w", err)}
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		err = fmt.Errorf("certificate %s with key %s: %w", c.TLS.CertFile, c.TLS.KeyFile, err)
+		if !strings.Contains(err.Error(), "certificate input") {
+			err = &keyFileError{err} // a key that does not parse, or does not match
+		}
+		return nil, err
 	}
 	now := time.Now()
 	if leaf := cert.Leaf; leaf != nil && (now.Before(leaf.NotBefore) || now.After(leaf.NotAfter)) {
@@ -247,6 +276,50 @@ func (c *Config) TLSCertificate() (*tls.Certificate, error) {
 			leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return &cert, nil
+}
+
+// listenConflicts reports listen and tls.listen addresses that cannot
+// all be bound: the same address twice, or an IPv4 and an IPv6 wildcard
+// on one port, where "[::]:PORT" already takes IPv4 too (a dual-stack
+// socket).
+func (v *validator) listenConflicts(listenFromFile bool) {
+	type entry struct {
+		path string
+		addr string
+	}
+	seen := map[string]entry{}
+	wild := map[string]entry{} // port → the first wildcard on it
+	add := func(path string, fromFile bool, a string) {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return // checkListen reports it
+		}
+		canon := net.JoinHostPort(host, port)
+		if ip, err := netip.ParseAddr(host); err == nil {
+			canon = netip.AddrPortFrom(ip, 0).String() + "/" + port
+			if ip.IsUnspecified() && port != "0" {
+				if w, ok := wild[port]; ok && w.addr != a {
+					v.errorf(path, fromFile, "%q and %q cannot both be bound: \"[::]:%s\" serves IPv4 too (a dual-stack socket), so list only it", w.addr, a, port)
+					return
+				}
+				wild[port] = entry{path, a}
+			}
+		}
+		if port == "0" {
+			return
+		}
+		if e, ok := seen[canon]; ok {
+			v.errorf(path, fromFile, "%q is listed twice (also as %s)", a, display(e.path))
+			return
+		}
+		seen[canon] = entry{path, a}
+	}
+	for i, a := range v.c.Listen {
+		add("listen."+strconv.Itoa(i), listenFromFile, a)
+	}
+	for i, a := range v.c.TLS.Listen {
+		add("tls.listen."+strconv.Itoa(i), true, a)
+	}
 }
 
 // checkListen checks a listen address: host:port with a numeric port.

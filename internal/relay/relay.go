@@ -178,8 +178,8 @@ func (s *Session) fail(err error) {
 	// comes here, from a gateway closing the sessions it tracks.
 	last := ended > 0 && s.live == 0
 	s.mu.Unlock()
-	s.a.Close()
-	s.b.Close()
+	closeConn(s.a)
+	closeConn(s.b)
 	if last {
 		s.finish()
 	}
@@ -215,8 +215,8 @@ func (s *Session) finish() {
 	err := s.err
 	st := Stats{Up: s.head + s.dirs[0].n, Down: s.dirs[1].n}
 	s.mu.Unlock()
-	s.a.Close()
-	s.b.Close()
+	closeConn(s.a)
+	closeConn(s.b)
 	s.done(st, err)
 }
 
@@ -410,10 +410,28 @@ func (d *direction) eof() error {
 	}
 	otherDone := other.state == stateDone
 	s.mu.Unlock()
-	if otherDone {
+	if _, tls := d.dst.(layered); otherDone && !tls {
 		return nil
 	}
+	// A TLS peer is told of the end with close_notify (CloseWrite):
+	// closeConn closes the TCP connection under it without one.
 	return d.closeWrite()
+}
+
+// A layered connection runs over another, as a *tls.Conn does.
+type layered interface{ NetConn() net.Conn }
+
+// closeConn closes c. A TLS connection's Close first sends close_notify
+// under the connection's output lock, which a write that cannot finish
+// may hold for ever: the TLS layer answers a peer's KeyUpdate requests
+// from Read, so a peer that asks for them and never reads blocks that
+// answer. Closing the connection underneath ends any such write at once;
+// a stream that ended cleanly has sent its close_notify already.
+func closeConn(c net.Conn) error {
+	if l, ok := c.(layered); ok {
+		return l.NetConn().Close()
+	}
+	return c.Close()
 }
 
 // closeWrite passes EOF on. If dst cannot half-close, the session cannot
