@@ -290,3 +290,40 @@ func BenchmarkBulk(b *testing.B) {
 		})
 	}
 }
+
+// TestTLSRequireDowngrade: with ExtRequire, a TLS gateway that speaks
+// only plain SOCKS5 inside TLS (ALPN socks5) is a downgrade, reported as
+// such, as in cleartext.
+func TestTLSRequireDowngrade(t *testing.T) {
+	s, _ := newGateway(t, gatewayOpts{plain: true})
+	gw, ccfg := tlsGatewayFor(t, s)
+	var rec alpnRecorder
+	d := &client.Dialer{ProxyAddress: gw, Extensions: client.ExtRequire, TLSConfig: rec.config(ccfg)}
+	_, err := d.DialContext(testCtx(t), "tcp", socks6test.EchoServer(t))
+	if !errors.Is(err, client.ErrDowngrade) {
+		t.Fatalf("dial: %v, want ErrDowngrade", err)
+	}
+	if p := rec.last(); p != proto.ALPNSOCKS5 {
+		t.Errorf("ALPN %q, want socks5 (offered after socks6)", p)
+	}
+}
+
+// TestTLSGetConfigForClient: a server configuration that picks its
+// config per client still selects ALPN socks6.
+func TestTLSGetConfigForClient(t *testing.T) {
+	s, _ := newGateway(t, gatewayOpts{})
+	cert := socks6test.NewCert(t, "127.0.0.1")
+	inner := cert.ServerConfig()
+	outer := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return inner, nil }}
+	gw := socks6test.ServeGatewayTLS(t, s, outer)
+	var rec alpnRecorder
+	d := &client.Dialer{ProxyAddress: gw, TLSConfig: rec.config(cert.ClientConfig())}
+	c, err := d.DialContext(testCtx(t), "tcp", socks6test.EchoServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if p := rec.last(); p != proto.ALPNSOCKS6 {
+		t.Errorf("ALPN %q, want socks6", p)
+	}
+}
