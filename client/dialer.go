@@ -84,6 +84,14 @@ type Dialer struct {
 	// then sends proto.FamilyIPv4Only or proto.FamilyIPv6Only.
 	Family proto.Family
 
+	// HopLimit, if not zero, is sent as a HOP_LIMIT option with CONNECT
+	// and RESOLVE when the extensions are in use: how many more gateways
+	// the request may cross (draft-socks6-extensions-00, "Chaining"). A
+	// gateway that forwards requests to an upstream one sets it to what
+	// it received, less one; other clients leave it zero, which the
+	// gateway takes as 8. A plain SOCKS5 gateway cannot carry it.
+	HopLimit uint8
+
 	// ProxyDial opens the connection to the gateway. Nil means a zero
 	// net.Dialer's DialContext. It may return a TLS connection, whose
 	// ALPN protocol then decides as with TLSConfig.
@@ -200,7 +208,7 @@ func (d *Dialer) connect(c net.Conn, target proto.Addr, family proto.Family, add
 	if !neg.ext {
 		return connectPlain(c, target, address)
 	}
-	conn, err := connectExt(c, neg.ack, target, family, address)
+	conn, err := connectExt(c, neg.ack, target, family, d.HopLimit, address)
 	if err != nil {
 		writeMalformedClose(c, err)
 		return nil, err
@@ -248,10 +256,13 @@ func (h *headReader) Read(p []byte) (int, error) {
 // REPLY. After a successful REPLY the connection carries the stream's
 // bytes and no more frames (draft-socks6-extensions-00, "Connection
 // Roles").
-func connectExt(c net.Conn, ack proto.HelloAck, target proto.Addr, family proto.Family, address string) (*Conn, error) {
+func connectExt(c net.Conn, ack proto.HelloAck, target proto.Addr, family proto.Family, hops uint8, address string) (*Conn, error) {
 	req := proto.ExtRequest{Command: proto.CommandConnect, Addr: target}
 	if family != 0 {
-		req.Options = proto.Options{proto.FamilyOption(family)}
+		req.Options = append(req.Options, proto.FamilyOption(family))
+	}
+	if hops != 0 {
+		req.Options = append(req.Options, proto.HopLimitOption(hops))
 	}
 	rep, err := exchange(c, ack, req)
 	if err != nil {

@@ -45,6 +45,7 @@ type Session struct {
 	c       net.Conn
 	gateway string        // for error messages
 	family  proto.Family  // FAMILY option of requests; 0 for none
+	hops    uint8         // HOP_LIMIT option of RESOLVE; 0 for none
 	timeout time.Duration // bounds writes whose ctx has no deadline
 	ack     proto.HelloAck
 	limit   int    // Max Frame Length, both ways
@@ -134,6 +135,7 @@ func (d *Dialer) OpenSession(ctx context.Context) (*Session, error) {
 		c:         c,
 		gateway:   d.ProxyAddress,
 		family:    d.Family,
+		hops:      d.HopLimit,
 		timeout:   d.timeout(),
 		ack:       neg.ack,
 		limit:     int(neg.ack.MaxFrameLen),
@@ -311,7 +313,10 @@ func (s *Session) resolveRequest(host string) (proto.ExtRequest, error) {
 	}
 	req := proto.ExtRequest{Command: proto.CommandResolve, Addr: proto.Addr{FQDN: name}}
 	if s.family != 0 {
-		req.Options = proto.Options{proto.FamilyOption(s.family)}
+		req.Options = append(req.Options, proto.FamilyOption(s.family))
+	}
+	if s.hops != 0 {
+		req.Options = append(req.Options, proto.HopLimitOption(s.hops))
 	}
 	return req, nil
 }

@@ -13,6 +13,10 @@
 // TLS. A session negotiated on TLS 1.3 has a session key, and the callers
 // its listeners are offered can only be taken with a PROOF of that key.
 //
+// Settings.Upstreams forward the CONNECTs and RESOLVEs for chosen
+// destinations to other gateways ([Upstream]), as a client of them with
+// credentials of their own, carrying the extensions' hop limit.
+//
 // Users, policy and limits live in a snapshot that [Server.Reload] swaps
 // atomically: sessions already running keep the snapshot they started
 // with, new sessions get the new one.

@@ -47,7 +47,20 @@ func (ss *session) features() proto.Features {
 	if !ss.st.Listen.Disabled && ss.st.Listen.listenersPerUser() > 0 {
 		f |= proto.FeatureListen
 	}
+	if len(ss.st.Upstreams) > 0 {
+		f |= proto.FeatureChain
+	}
 	return f
+}
+
+// consuming reports whether a REQUEST with cmd turns its connection into
+// a data connection (or ends it).
+func consuming(cmd proto.Command) bool {
+	switch cmd {
+	case proto.CommandConnect, proto.CommandBind, proto.CommandUDPAssociate, proto.CommandTake:
+		return true
+	}
+	return false
 }
 
 // frameParser returns a parser for hsReader that refuses a frame longer
@@ -313,6 +326,15 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 					return err
 				}
 			}
+			if h, ok := req.Options.HopLimit(); ok && h == 0 && !consuming(req.Command) {
+				// HOP_LIMIT 0 is refused whatever the command (the
+				// draft's "Chaining"); consuming requests are refused
+				// by run, with their REPLY.
+				if err := ss.writeFrame(proto.ExtReply{ID: req.ID, Command: req.Command, Code: proto.ReplyHopLimitExceeded}); err != nil {
+					return err
+				}
+				continue
+			}
 			switch req.Command {
 			case proto.CommandConnect, proto.CommandBind, proto.CommandUDPAssociate, proto.CommandTake:
 				if req.Command == proto.CommandTake && !ss.features().Has(proto.FeatureListen) {
@@ -328,6 +350,7 @@ func (ss *session) control(h *hsReader, endHandshake func()) error {
 				ss.family, _ = req.Options.Family()
 				ss.token = req.Token
 				ss.proof, ss.hasProof = req.Options.Proof()
+				ss.hops, ss.hasHops = req.Options.HopLimit()
 				ss.req = Request{User: ss.user, Client: ss.client, Command: req.Command, Target: req.Addr}
 				return nil
 			case proto.CommandListen:
@@ -473,9 +496,13 @@ func (ss *session) serveResolve(ctx context.Context, req proto.ExtRequest, done 
 	s := ss.s
 	start := time.Now()
 	fam, _ := req.Options.Family()
+	hops, ok := req.Options.HopLimit()
+	if !ok {
+		hops = defaultHopLimit
+	}
 	r := Request{User: ss.user, Client: ss.client, Command: proto.CommandResolve, Target: req.Addr}
 	reply := proto.ExtReply{ID: req.ID, Command: proto.CommandResolve}
-	answers, err := ss.lookupFor(ctx, &r, fam)
+	answers, err := ss.lookupFor(ctx, &r, fam, hops)
 	if err == nil {
 		reply.Answers = answers
 	} else {
@@ -510,10 +537,17 @@ const maxAnswers = (proto.DefaultMaxFrameLen - 300) / 21
 
 // lookupFor resolves r.Target for RESOLVE (and Tor's 0xF0) after the
 // policy allowed it.
-func (ss *session) lookupFor(ctx context.Context, r *Request, fam proto.Family) ([]proto.ResolveAnswer, error) {
+func (ss *session) lookupFor(ctx context.Context, r *Request, fam proto.Family, hops uint8) ([]proto.ResolveAnswer, error) {
 	s := ss.s
 	if r.Target.FQDN == "" {
 		return nil, replyErr(proto.ReplyAddressTypeNotSupported, errors.New("RESOLVE needs a domain name"))
+	}
+	if u := ss.st.upstreamFor(r.Target); u != nil {
+		// The upstream resolves it, and its answers are its own.
+		if err := ss.allowUnresolved(ctx, r); err != nil {
+			return nil, err
+		}
+		return ss.resolveUpstream(ctx, u, r.Target.FQDN, fam, hops)
 	}
 	if p := ss.st.Policy; p != nil {
 		if err := p.Allow(ctx, r); err != nil {

@@ -222,6 +222,30 @@ func (p *Rules) Allow(ctx context.Context, r *Request) error {
 	return p.decide(p.Default)
 }
 
+// AllowUnresolved decides a request for a domain name that this gateway
+// never resolves because it forwards the request to an upstream gateway,
+// which resolves it. Rules that name networks cannot match such a name
+// and are skipped; the rest are tried in order as by Allow.
+func (p *Rules) AllowUnresolved(ctx context.Context, r *Request) error {
+	if p == nil {
+		return nil
+	}
+	if r.Target.FQDN == "" {
+		return p.Allow(ctx, r)
+	}
+	for i := range p.Rules {
+		rl := &p.Rules[i]
+		if len(rl.Nets) > 0 || !p.matchWho(rl, r) {
+			continue
+		}
+		if len(rl.Domains) > 0 && !domainMatch(rl.Domains, r.Target.FQDN) {
+			continue
+		}
+		return p.decide(rl.Action)
+	}
+	return p.decide(p.Default)
+}
+
 // AllowIP implements Policy. For an IP target Allow has decided already;
 // for a domain-name target the first rule that matches both the name and
 // ip decides.

@@ -43,7 +43,7 @@ const commandTorResolve proto.Command = 0xF0
 func (ss *session) torResolve(ctx context.Context) error {
 	r := ss.req
 	r.Command = proto.CommandResolve
-	ans, err := ss.lookupFor(ctx, &r, proto.FamilyAny)
+	ans, err := ss.lookupFor(ctx, &r, proto.FamilyAny, defaultHopLimit)
 	if err != nil {
 		return err
 	}

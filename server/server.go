@@ -27,6 +27,9 @@ type Settings struct {
 	Limits Limits
 	// Listen governs LISTEN (listening sockets for extension clients).
 	Listen ListenSettings
+	// Upstreams are the gateways this one forwards requests to (see
+	// Upstream).
+	Upstreams []Upstream
 }
 
 // A Server is a SOCKS5 gateway. Its zero value serves CONNECT, BIND and

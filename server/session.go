@@ -112,7 +112,10 @@ type session struct {
 	connected netip.AddrPort // where CONNECT got through, for the CONNECTED option
 	diag      string         // DIAGNOSTIC text for a failure REPLY
 	token     proto.Token    // TAKE's token
-	proof     proto.Proof    // TAKE's PROOF option, if hasProof
+	hops      uint8          // the request's HOP_LIMIT, if hasHops
+	hasHops   bool
+	upstream  string      // the upstream gateway that served the request, for the audit
+	proof     proto.Proof // TAKE's PROOF option, if hasProof
 	hasProof  bool
 	// The session's ID, sent in HELLO_ACK, and, for a TLS session (TLS
 	// 1.3), its key of generation 0, which a TAKE of its listeners'
@@ -265,6 +268,9 @@ func (ss *session) auditRecord(log *slog.Logger, code proto.ReplyCode, err error
 		slog.Duration("dur", time.Since(ss.start).Round(time.Millisecond)),
 		slog.String("reply", code.String()),
 	}
+	if ss.upstream != "" {
+		attrs = append(attrs, slog.String("upstream", ss.upstream))
+	}
 	if err != nil {
 		attrs = append(attrs, slog.Any("err", err))
 	}
@@ -324,6 +330,9 @@ func (ss *session) run() error {
 	early := h.release()
 	endHandshake()
 
+	if ss.hasHops && ss.hops == 0 {
+		return ss.fail(errHopLimit) // whatever the command (the draft's "Chaining")
+	}
 	switch cmd := ss.req.Command; {
 	case cmd == proto.CommandTake && ss.ext:
 		// The LISTEN that made the offer passed the policy; TAKE only
@@ -355,7 +364,11 @@ func (ss *session) run() error {
 
 	switch ss.req.Command {
 	case proto.CommandConnect:
-		err = ss.connect(ctx, early)
+		if u := ss.st.upstreamFor(ss.req.Target); u != nil {
+			err = ss.connectUpstream(u, early)
+		} else {
+			err = ss.connect(ctx, early)
+		}
 	case proto.CommandBind:
 		err = ss.bind(ctx)
 	case proto.CommandUDPAssociate:
@@ -467,7 +480,13 @@ func (ss *session) checkPolicy(ctx context.Context) error {
 			q.Target, q.AnyTarget = proto.Addr{}, true
 			r = &q
 		}
-		if err := p.Allow(ctx, r); err != nil {
+		var err error
+		if r.Command == proto.CommandConnect && r.Target.FQDN != "" && ss.st.upstreamFor(r.Target) != nil {
+			err = ss.allowUnresolved(ctx, r) // an upstream resolves it
+		} else {
+			err = p.Allow(ctx, r)
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -292,7 +292,7 @@ func (d *daemon) serve(cfg *config.Config, st server.Settings, sigs <-chan os.Si
 		isTLS[ln] = i >= len(cfg.Listen)
 	}
 	slog.Info("starting", "version", versionString(), "config", d.opts.config,
-		"users_file", cfg.UsersFile, "rules", len(cfg.Rules))
+		"users_file", cfg.UsersFile, "rules", len(cfg.Rules), "upstreams", len(cfg.Upstreams))
 	// One P while one CPU carries the load, all of them under load
 	// (internal/procs says why); a GOMAXPROCS the environment sets is
 	// left alone.
@@ -405,7 +405,7 @@ func (d *daemon) reload() {
 	if f, ok := st.Auth.(*htpasswd.File); ok {
 		users = len(f.Users())
 	}
-	slog.Info("reloaded", "config", d.opts.config, "users_file", cfg.UsersFile, "users", users, "rules", len(cfg.Rules))
+	slog.Info("reloaded", "config", d.opts.config, "users_file", cfg.UsersFile, "users", users, "rules", len(cfg.Rules), "upstreams", len(cfg.Upstreams))
 }
 
 // passwd is the "socks6d passwd" subcommand.

@@ -74,7 +74,14 @@ type proc struct {
 // stderr if the test failed.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	d := &proc{t: t, cmd: exec.Command(binPath, args...), done: make(chan struct{}), changed: make(chan struct{})}
+	return startCmd(t, exec.Command(binPath, args...), args)
+}
+
+// startCmd is start for a command that runs socks6d with args in some
+// other way (in a network namespace).
+func startCmd(t *testing.T, cmd *exec.Cmd, args []string) *proc {
+	t.Helper()
+	d := &proc{t: t, cmd: cmd, done: make(chan struct{}), changed: make(chan struct{})}
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

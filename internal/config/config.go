@@ -73,6 +73,9 @@ type Config struct {
 	Listeners server.ListenSettings
 	// TLS configures SOCKS inside TLS (the [tls] section).
 	TLS TLS
+	// Upstreams are the gateways requests are forwarded to (the
+	// [[upstream]] sections); reloadable.
+	Upstreams []Upstream
 
 	src *source // where the values came from, for error positions
 }
@@ -88,6 +91,26 @@ type TLS struct {
 	// on reload. Parse resolves relative paths against the configuration
 	// file's directory.
 	CertFile, KeyFile string
+}
+
+// An Upstream is one [[upstream]] section: a gateway this one forwards
+// the requests for some destinations to (chaining).
+type Upstream struct {
+	// Name names it in logs; default: the proxy URL's host:port.
+	Name string
+	// Proxy is its URL: socks5://, socks5h://, socks6:// or socks6s://
+	// (TLS), with this gateway's own credentials in it if it needs any.
+	Proxy string
+	// TLSCA is a PEM file of the certificates to trust for it instead of
+	// the system's roots (socks6s:// only); TLSName the name its
+	// certificate must carry, if not the URL's host. Parse resolves a
+	// relative TLSCA against the configuration file's directory.
+	TLSCA, TLSName string
+	// Nets and Domains are the destinations it serves; Default makes it
+	// serve everything no other upstream's Nets or Domains match.
+	Nets    []netip.Prefix
+	Domains []string
+	Default bool
 }
 
 // Timeouts are the gateway's time bounds. They apply at startup only: a
@@ -220,6 +243,17 @@ type file struct {
 	Resolver  fileResolver        `toml:"resolver"`
 	Listeners fileListen          `toml:"listeners"`
 	TLS       fileTLS             `toml:"tls"`
+	Upstreams []fileUpstream      `toml:"upstream"`
+}
+
+type fileUpstream struct {
+	Name    string   `toml:"name"`
+	Proxy   string   `toml:"proxy"`
+	TLSCA   string   `toml:"tls_ca"`
+	TLSName string   `toml:"tls_name"`
+	Nets    []string `toml:"nets"`
+	Domains []string `toml:"domains"`
+	Default bool     `toml:"default"`
 }
 
 type fileTLS struct {
@@ -317,7 +351,11 @@ func Parse(name string, data []byte) (*Config, error) {
 	if len(p.errs) > 0 {
 		return nil, joinSorted(p.errs)
 	}
-	for _, f := range []*string{&c.UsersFile, &c.TLS.CertFile, &c.TLS.KeyFile} {
+	files := []*string{&c.UsersFile, &c.TLS.CertFile, &c.TLS.KeyFile}
+	for i := range c.Upstreams {
+		files = append(files, &c.Upstreams[i].TLSCA)
+	}
+	for _, f := range files {
 		if *f != "" && !filepath.IsAbs(*f) {
 			*f = filepath.Join(filepath.Dir(name), *f)
 		}
@@ -371,6 +409,9 @@ func (p *parser) convert(f *file) *Config {
 	c.Resolver = p.resolver(&f.Resolver)
 	c.Listeners = p.listeners(&f.Listeners)
 	c.TLS = TLS{Listen: f.TLS.Listen, CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile}
+	for i := range f.Upstreams {
+		c.Upstreams = append(c.Upstreams, p.upstream("upstream."+strconv.Itoa(i), &f.Upstreams[i]))
+	}
 	return c
 }
 
@@ -496,6 +537,25 @@ func (p *parser) action(path, s string) server.Action {
 		p.errorf(path, "unknown action %q: want \"allow\" or \"deny\"", s)
 	}
 	return server.Deny
+}
+
+func (p *parser) upstream(path string, f *fileUpstream) Upstream {
+	u := Upstream{Name: f.Name, Proxy: f.Proxy, TLSCA: f.TLSCA, TLSName: f.TLSName, Default: f.Default}
+	for i, s := range f.Nets {
+		if pr, err := ParsePrefix(s); err != nil {
+			p.errorf(path+".nets."+strconv.Itoa(i), "%w", err)
+		} else {
+			u.Nets = append(u.Nets, pr)
+		}
+	}
+	for i, s := range f.Domains {
+		if d, err := ParseDomain(s); err != nil {
+			p.errorf(path+".domains."+strconv.Itoa(i), "%w", err)
+		} else {
+			u.Domains = append(u.Domains, d)
+		}
+	}
+	return u
 }
 
 func (p *parser) rule(path string, f *fileRule) server.Rule {

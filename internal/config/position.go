@@ -190,8 +190,8 @@ func (pos *positions) keyBefore(line int) string {
 }
 
 // display turns a path into the name an operator reads: element numbers
-// are dropped, except a rule's, which counts from 1 as people count
-// [[rule]] tables ("rule.2.nets.0" → "rule[3].nets").
+// are dropped, except a rule's or an upstream's, which counts from 1 as
+// people count [[rule]] tables ("rule.2.nets.0" → "rule[3].nets").
 func display(path string) string {
 	parts := strings.Split(path, ".")
 	var b strings.Builder
@@ -203,7 +203,7 @@ func display(path string) string {
 			b.WriteByte('.')
 		}
 		b.WriteString(parts[i])
-		if i == 0 && parts[i] == "rule" && i+1 < len(parts) {
+		if i == 0 && (parts[i] == "rule" || parts[i] == "upstream") && i+1 < len(parts) {
 			if n, err := strconv.Atoi(parts[i+1]); err == nil {
 				b.WriteString("[" + strconv.Itoa(n+1) + "]")
 				i++

@@ -2,10 +2,12 @@ package config
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/socks6/socks6/client"
 	"github.com/socks6/socks6/proto"
 	"github.com/socks6/socks6/server"
 	"github.com/socks6/socks6/server/auth/htpasswd"
@@ -37,6 +40,11 @@ func (c *Config) Settings() (server.Settings, error) {
 	auth, err := c.check()
 	if err != nil {
 		return server.Settings{}, err
+	}
+	v := &validator{c: c}
+	ups := v.upstreams()
+	if len(v.errs) > 0 { // a CA file changed since check
+		return server.Settings{}, joinSorted(v.errs)
 	}
 	groups := make(map[string][]string, len(c.Groups))
 	for g, m := range c.Groups {
@@ -66,10 +74,11 @@ func (c *Config) Settings() (server.Settings, error) {
 		ls.Reserved = res
 	}
 	st := server.Settings{
-		Policy: &server.Rules{Rules: rules, Groups: groups, Default: c.Default},
-		Guard:  c.Guard,
-		Limits: c.Limits,
-		Listen: ls,
+		Policy:    &server.Rules{Rules: rules, Groups: groups, Default: c.Default},
+		Guard:     c.Guard,
+		Limits:    c.Limits,
+		Listen:    ls,
+		Upstreams: ups,
 	}
 	if auth != nil { // not a typed nil in the interface
 		st.Auth = auth
@@ -186,6 +195,8 @@ func (c *Config) check() (*htpasswd.File, error) {
 		}
 	}
 
+	v.upstreams()
+
 	var auth *htpasswd.File
 	if c.UsersFile != "" {
 		var err error
@@ -276,6 +287,100 @@ func (c *Config) TLSCertificate() (*tls.Certificate, error) {
 			leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return &cert, nil
+}
+
+// upstreams checks the [[upstream]] sections and returns the
+// server.Upstreams they describe, each with a client.Dialer of its own.
+func (v *validator) upstreams() []server.Upstream {
+	var out []server.Upstream
+	defaults := 0
+	for i, u := range v.c.Upstreams {
+		path := "upstream." + strconv.Itoa(i)
+		if u.Proxy == "" {
+			v.errorf(path, true, "proxy is missing: the upstream gateway's URL, such as \"socks6s://user:pass@gw.example:1443\"")
+			continue
+		}
+		if len(u.Nets) == 0 && len(u.Domains) == 0 && !u.Default {
+			v.errorf(path, true, "serves nothing: give nets, domains or default = true")
+		}
+		if u.Default {
+			if defaults++; defaults == 2 {
+				v.errorf(path+".default", true, "a second default upstream: only the first would be used")
+			}
+		}
+		pu, err := url.Parse(u.Proxy)
+		if err != nil {
+			// Not url.Error itself: it quotes the URL, password and all.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			v.errorf(path+".proxy", true, "bad URL (not shown, as it may hold a password): %w", err)
+			continue
+		}
+		pd, err := client.FromURL(pu, nil)
+		if err != nil {
+			v.errorf(path+".proxy", true, "%s: %w", pu.Redacted(), err)
+			continue
+		}
+		d := pd.(*client.Dialer)
+		if (u.TLSCA != "" || u.TLSName != "") && d.TLSConfig == nil {
+			v.errorf(path, true, "tls_ca and tls_name need a socks6s:// proxy")
+			continue
+		}
+		if u.TLSName != "" {
+			d.TLSConfig.ServerName = u.TLSName
+		}
+		if u.TLSCA != "" {
+			pem, err := os.ReadFile(u.TLSCA)
+			if err != nil {
+				v.errorf(path+".tls_ca", true, "%w", err)
+				continue
+			}
+			d.TLSConfig.RootCAs = x509.NewCertPool()
+			if !d.TLSConfig.RootCAs.AppendCertsFromPEM(pem) {
+				v.errorf(path+".tls_ca", true, "no PEM certificate in %s", u.TLSCA)
+				continue
+			}
+		}
+		if a := v.selfListen(d.ProxyAddress); a != "" {
+			v.errorf(path+".proxy", true, "%s is this gateway's own address %s: a gateway must not forward to itself", d.ProxyAddress, a)
+		}
+		name := u.Name
+		if name == "" {
+			name = d.ProxyAddress
+		}
+		out = append(out, server.Upstream{Name: name, Dialer: d, Nets: slices.Clone(u.Nets),
+			Domains: slices.Clone(u.Domains), Default: u.Default})
+	}
+	return out
+}
+
+// selfListen returns the listen or tls.listen address that hostport
+// names, if any: the same address, or loopback for one on a wildcard or
+// loopback address, on the same port.
+func (v *validator) selfListen(hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return ""
+	}
+	ip, _ := netip.ParseAddr(host)
+	for _, a := range append(slices.Clone(v.c.Listen), v.c.TLS.Listen...) {
+		lh, lp, err := net.SplitHostPort(a)
+		if err != nil || lp != port {
+			continue
+		}
+		lip, lerr := netip.ParseAddr(lh)
+		switch {
+		case lh == host:
+			return a
+		case lerr == nil && ip.IsValid() && lip.Unmap() == ip.Unmap():
+			return a
+		case lerr == nil && (lip.IsUnspecified() || lip.IsLoopback()) && (host == "localhost" || ip.IsLoopback()):
+			return a
+		}
+	}
+	return ""
 }
 
 // listenConflicts reports listen and tls.listen addresses that cannot
