@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, e env) int {
 		return flagError(e.stderr, "socks6", err, usage)
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintln(e.stderr, "socks6: no subcommand; want connect, listen, resolve, udp or version")
+		fmt.Fprintln(e.stderr, "socks6: no subcommand; want connect, listen, resolve, udp, discover or version")
 		fmt.Fprintln(e.stderr, "Run 'socks6 -h' for usage.")
 		return exitUsage
 	}
@@ -71,6 +71,8 @@ func run(ctx context.Context, args []string, e env) int {
 		return runResolve(ctx, args, &g, e)
 	case "udp":
 		return runUDP(ctx, args, &g, e)
+	case "discover":
+		return runDiscover(ctx, args, e)
 	case "version":
 		if len(args) > 0 {
 			fmt.Fprintf(e.stderr, "socks6 version: unexpected argument %q\n", args[0])
@@ -82,7 +84,7 @@ func run(ctx context.Context, args []string, e env) int {
 		usage(e.stderr)
 		return exitOK
 	}
-	fmt.Fprintf(e.stderr, "socks6: unknown subcommand %q; want connect, listen, resolve, udp or version\n", name)
+	fmt.Fprintf(e.stderr, "socks6: unknown subcommand %q; want connect, listen, resolve, udp, discover or version\n", name)
 	fmt.Fprintln(e.stderr, "Run 'socks6 -h' for usage.")
 	return exitUsage
 }

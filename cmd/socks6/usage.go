@@ -38,6 +38,7 @@ func usage(w io.Writer) {
          [-offer-timeout D] [-allow CIDR,...] -to HOST:PORT
   socks6 [global flags] resolve [-4|-6] NAME
   socks6 [global flags] udp [-wait D] [-replies N] HOST:PORT
+  socks6 discover [-iface NAME] [-server ADDR] [-code N] [-wait D]
   socks6 version
 
 socks6 is the client of a SOCKS5 gateway such as socks6d, using the SOCKS6
@@ -53,6 +54,7 @@ Subcommands:
   resolve  print every address of NAME as the gateway resolves it, with TTLs
   udp      send each line of standard input to HOST:PORT as a UDP datagram,
            inside the connection to the gateway, and print the replies
+  discover ask the network's DHCP server which SOCKS gateways it advertises
   version  print the version
 
 Global flags (before or after the subcommand):

@@ -50,6 +50,9 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "passwd" {
 		return passwd(args[1:], stdin, stderr)
 	}
+	if len(args) > 0 && args[0] == "dhcp-option" {
+		return dhcpOption(args[1:], stdout, stderr)
+	}
 	var o options
 	fs := flag.NewFlagSet("socks6d", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -68,7 +71,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "socks6d: unexpected argument %q (did you mean \"socks6d passwd\"?)\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "socks6d: unexpected argument %q (did you mean \"socks6d passwd\" or \"socks6d dhcp-option\"?)\n", fs.Arg(0))
 		return exitUsage
 	}
 	if *showVersion {
@@ -98,6 +101,7 @@ func usage(fs *flag.FlagSet) {
           [-log-level LEVEL] [-allow-loopback]
   socks6d -version
   socks6d passwd [-config FILE] [-users FILE] [-cost N] USER
+  socks6d dhcp-option [-code N] [-enterprise N] ADDR:PORT[,tls][,priority=N]...
 
 socks6d is a SOCKS5 gateway (RFC 1928, with RFC 1929 username/password
 logins). Without flags it serves 127.0.0.1:1080 without authentication and
@@ -115,6 +119,10 @@ a terminal. Send SIGHUP to a running socks6d to apply the change.
   -config FILE  take the users file from FILE's users_file
   -users FILE   the users file (default: users_file from -config, else ./users.htpasswd)
   -cost N       bcrypt cost, 4 to 31 (default 10)
+
+Subcommand dhcp-option prints the DHCP option that advertises the gateway
+(ADDR:PORT, ",tls" for a [tls] address) in dnsmasq's and ISC dhcpd's syntax,
+for the router's DHCP server; see socks6d dhcp-option -h.
 
 Signals:
   SIGHUP           reload the configuration and the users file; a broken one is

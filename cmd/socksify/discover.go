@@ -12,11 +12,17 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/socks6/socks6/client"
 )
 
 // Gateway discovery, when neither -proxy nor the environment names one:
 // a SOCKS5 server on port 1080 of loopback (a socks6d on this machine,
-// which listens on 127.0.0.1:1080 by default), else on port 1080 of the
+// which listens on 127.0.0.1:1080 by default), else a gateway that the
+// network's DHCP server advertises (the draft's DHCPv4 option, asked for
+// with a DHCPINFORM on the default route's interface; cleartext entries
+// only, as a TLS one needs a name to check that only configuration
+// gives; this needs UDP port 68, so root), else on port 1080 of the
 // default routers (a socks6d on the home or office router). Each
 // candidate is asked for the no-authentication method: any SOCKS5 answer
 // (even "no acceptable method") makes it the gateway. Nothing found
@@ -28,18 +34,37 @@ const discoverPort = 1080
 // discoverTimeout bounds one probe.
 const discoverTimeout = 300 * time.Millisecond
 
+// dhcpTimeout bounds the wait for a DHCP answer.
+const dhcpTimeout = 800 * time.Millisecond
+
 // discover returns the first candidate that answers as a SOCKS5 server,
 // and how it was found.
 func discover(ctx context.Context) (addr, how string, ok bool) {
 	type cand struct{ addr, how string }
-	var round1, round2 []cand
+	var round1, round3 []cand
 	for _, ip := range []string{"127.0.0.1", "::1"} {
 		round1 = append(round1, cand{net.JoinHostPort(ip, strconv.Itoa(discoverPort)), "on loopback"})
 	}
 	for _, r := range defaultRouters() {
-		round2 = append(round2, cand{net.JoinHostPort(r, strconv.Itoa(discoverPort)), "on the default router"})
+		round3 = append(round3, cand{net.JoinHostPort(r, strconv.Itoa(discoverPort)), "on the default router"})
 	}
-	for _, round := range [][]cand{round1, round2} {
+	round2 := func() []cand {
+		dctx, cancel := context.WithTimeout(ctx, dhcpTimeout)
+		defer cancel()
+		entries, err := client.DiscoverDHCPv4(dctx, client.DHCPOptions{Retry: dhcpTimeout / 2})
+		if err != nil {
+			return nil
+		}
+		var out []cand
+		for _, e := range entries {
+			if !e.TLS() {
+				out = append(out, cand{netip.AddrPortFrom(e.Addr, e.Port).String(), "advertised by DHCP"})
+			}
+		}
+		return out
+	}
+	for _, next := range []func() []cand{func() []cand { return round1 }, round2, func() []cand { return round3 }} {
+		round := next()
 		// The candidates of a round are probed at once; the first in
 		// order that answers wins.
 		found := make([]bool, len(round))

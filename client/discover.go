@@ -1,0 +1,169 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/socks6/socks6/proto"
+)
+
+// DHCPOptions configure DiscoverDHCPv4.
+type DHCPOptions struct {
+	// Interface is the network interface to ask on; its first IPv4
+	// address is the client address of the DHCPINFORM. Empty means the
+	// interface of the IPv4 default route (on Linux).
+	Interface string
+	// Server, if valid, is the DHCP server to ask (unicast); the zero
+	// value broadcasts to 255.255.255.255 on Interface.
+	Server netip.Addr
+	// Code is the option code of the gateway list; zero means
+	// proto.DHCPv4GatewayOption (224, site-specific: a network that uses
+	// another code says so).
+	Code uint8
+	// Retry is the wait between DHCPINFORMs until ctx ends; zero means
+	// one second.
+	Retry time.Duration
+}
+
+// ErrNoGatewayOption means that a DHCP server answered without the
+// gateway option (or with one that does not parse, which is ignored as
+// the draft asks).
+var ErrNoGatewayOption = errors.New("socks: the DHCP server's answer has no SOCKS gateway option")
+
+// DiscoverDHCPv4 asks the network's DHCPv4 server which SOCKS gateways it
+// advertises (draft-socks6-extensions-00, "DHCPv4 Option"): it sends a
+// DHCPINFORM (RFC 2131 section 3.4) from the interface's address,
+// requesting the gateway option, until an answer comes or ctx ends, and
+// returns the option's entries, the most preferred first (entries of
+// equal priority in random order). It needs to bind UDP port 68 on that
+// address: root, or CAP_NET_BIND_SERVICE.
+//
+// Discovery is a hint that anyone who can answer DHCP on the link can
+// forge: never send a password to a discovered gateway without TLS, and
+// authenticate a TLS one against a name from your own configuration.
+func DiscoverDHCPv4(ctx context.Context, o DHCPOptions) ([]proto.GatewayEntry, error) {
+	name := o.Interface
+	if name == "" {
+		if name = defaultRouteInterface(); name == "" {
+			return nil, errors.New("socks: DHCP discovery: no IPv4 default route; name the interface")
+		}
+	}
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("socks: DHCP discovery: %w", err)
+	}
+	local, err := firstIPv4(ifi)
+	if err != nil {
+		return nil, err
+	}
+	code := o.Code
+	if code == 0 {
+		code = proto.DHCPv4GatewayOption
+	}
+	retry := o.Retry
+	if retry <= 0 {
+		retry = time.Second
+	}
+	dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), 67)
+	if o.Server.IsValid() {
+		dst = netip.AddrPortFrom(o.Server.Unmap(), 67)
+	}
+
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		return dhcpSockopts(rc, ifi.Name)
+	}}
+	pc, err := lc.ListenPacket(ctx, "udp4", netip.AddrPortFrom(local, 68).String())
+	if err != nil {
+		return nil, fmt.Errorf("socks: DHCP discovery needs UDP port 68 on %s (root or CAP_NET_BIND_SERVICE): %w", local, err)
+	}
+	defer pc.Close()
+	stop := context.AfterFunc(ctx, func() { pc.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	req, err := dhcpv4.New(
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeInform),
+		dhcpv4.WithHwAddr(ifi.HardwareAddr),
+		dhcpv4.WithClientIP(local.AsSlice()),
+		dhcpv4.WithRequestedOptions(dhcpv4.GenericOptionCode(code)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("socks: DHCPINFORM: %w", err)
+	}
+	packet := req.ToBytes()
+	to := net.UDPAddrFromAddrPort(dst)
+	buf := make([]byte, 1500)
+	sawAnswer := false
+	for {
+		if _, err := pc.WriteTo(packet, to); err != nil {
+			return nil, fmt.Errorf("socks: sending DHCPINFORM to %v: %w", dst, err)
+		}
+		next := time.Now().Add(retry)
+		for {
+			pc.SetReadDeadline(next)
+			if ctx.Err() != nil {
+				if sawAnswer {
+					return nil, ErrNoGatewayOption
+				}
+				return nil, fmt.Errorf("socks: no DHCP answer on %s: %w", ifi.Name, ctx.Err())
+			}
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				if ctx.Err() == nil && errors.Is(err, os.ErrDeadlineExceeded) {
+					break // send again
+				}
+				if ctx.Err() != nil {
+					continue // reported above
+				}
+				return nil, fmt.Errorf("socks: DHCP discovery: %w", err)
+			}
+			ack, err := dhcpv4.FromBytes(buf[:n])
+			if err != nil || ack.TransactionID != req.TransactionID || ack.OpCode != dhcpv4.OpcodeBootReply ||
+				ack.MessageType() != dhcpv4.MessageTypeAck {
+				continue // not the answer to our question
+			}
+			sawAnswer = true
+			v := ack.Options.Get(dhcpv4.GenericOptionCode(code))
+			if v == nil {
+				return nil, ErrNoGatewayOption
+			}
+			entries, err := proto.ParseGatewayEntries(v, false)
+			if err != nil {
+				return nil, fmt.Errorf("%w: option %d does not parse (%v)", ErrNoGatewayOption, code, err)
+			}
+			return byPriority(entries), nil
+		}
+	}
+}
+
+// byPriority sorts entries by priority, those of equal priority shuffled.
+func byPriority(es []proto.GatewayEntry) []proto.GatewayEntry {
+	rand.Shuffle(len(es), func(i, j int) { es[i], es[j] = es[j], es[i] })
+	slices.SortStableFunc(es, func(a, b proto.GatewayEntry) int { return int(a.Priority) - int(b.Priority) })
+	return es
+}
+
+// firstIPv4 returns the first IPv4 address of ifi that is not
+// link-local.
+func firstIPv4(ifi *net.Interface) (netip.Addr, error) {
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("socks: DHCP discovery: addresses of %s: %w", ifi.Name, err)
+	}
+	for _, a := range addrs {
+		if in, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(in.IP); ok && ip.Unmap().Is4() && !ip.IsLinkLocalUnicast() && !ip.IsLoopback() {
+				return ip.Unmap(), nil
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("socks: DHCP discovery: %s has no IPv4 address to ask from", ifi.Name)
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socks6/socks6/internal/socks6test"
+)
+
+// dnsmasqIn runs dnsmasq as the DHCP server of ns on dev, answering
+// DHCPINFORM for 192.0.2.0/24, with extra options; it stops at the end of
+// the test.
+func dnsmasqIn(t *testing.T, ns *socks6test.NetNS, dev string, extra ...string) {
+	t.Helper()
+	bin, err := exec.LookPath("dnsmasq")
+	if err != nil {
+		t.Skip("no dnsmasq (.ci/run installs dnsmasq-base)")
+	}
+	dir := t.TempDir()
+	args := append([]string{"netns", "exec", ns.Name, bin, "--no-daemon", "--conf-file=/dev/null", "--port=0",
+		"--interface=" + dev, "--bind-interfaces", "--dhcp-range=192.0.2.0,static,255.255.255.0",
+		"--dhcp-leasefile=" + filepath.Join(dir, "leases"), "--pid-file=" + filepath.Join(dir, "pid"),
+		"--user=root", "--log-dhcp"}, extra...)
+	cmd := exec.Command("ip", args...)
+	var log socks6test.Buffer
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("dnsmasq:\n%s", log.String())
+		}
+	})
+	if !socks6test.WaitFor(5*time.Second, func() bool { return strings.Contains(log.String(), "DHCP, static leases only") }) {
+		t.Fatalf("dnsmasq did not start:\n%s", log.String())
+	}
+}
+
+// TestDiscoverDHCP: socks6d dhcp-option prints the option, dnsmasq (an
+// independent DHCP server) advertises it, and socks6 discover on a
+// client of that network finds the gateways. Two namespaces on a veth
+// pair: the router (192.0.2.1, dnsmasq) and the client (192.0.2.2).
+func TestDiscoverDHCP(t *testing.T) {
+	router := socks6test.NewNetNS(t) // skips unless root
+	cli := socks6test.NewNetNS(t)
+	socks6test.Veth(t, router, "r0", cli, "c0")
+	router.IP(t, "addr", "add", "192.0.2.1/24", "dev", "r0")
+	cli.IP(t, "addr", "add", "192.0.2.2/24", "dev", "c0")
+	cli.IP(t, "route", "add", "default", "via", "192.0.2.1")
+
+	dir := t.TempDir()
+	gwBin := filepath.Join(dir, "socks6d")
+	if out, err := exec.Command("go", "build", "-o", gwBin, "../socks6d").CombinedOutput(); err != nil {
+		t.Fatalf("building socks6d: %v\n%s", err, out)
+	}
+	out, err := exec.Command(gwBin, "dhcp-option", "192.0.2.1:1080", "192.0.2.1:1443,tls,priority=20").Output()
+	if err != nil {
+		t.Fatalf("socks6d dhcp-option: %v", err)
+	}
+	opt := regexp.MustCompile(`(?m)^dhcp-option=(224,[0-9a-f:]+)$`).FindSubmatch(out)
+	if opt == nil {
+		t.Fatalf("no dnsmasq line in:\n%s", out)
+	}
+
+	discover := func(t *testing.T, args ...string) result {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", cli.Name, binPath, "discover"}, args...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return result{code, stdout.String(), stderr.String()}
+	}
+
+	t.Run("advertised", func(t *testing.T) {
+		dnsmasqIn(t, router, "r0", "--dhcp-option="+string(opt[1]))
+		r := discover(t, "-wait", "10s")
+		want := "socks6://192.0.2.1:1080 priority 10\nsocks6s://192.0.2.1:1443 priority 20 alpn socks6,socks5\n"
+		if r.code != 0 || r.stdout != want {
+			t.Errorf("discover: exit %d, stdout %q, want %q; stderr %q", r.code, r.stdout, want, r.stderr)
+		}
+		// Unicast to the server, on a named interface.
+		if r := discover(t, "-iface", "c0", "-server", "192.0.2.1", "-wait", "10s"); r.code != 0 || r.stdout != want {
+			t.Errorf("discover -server: exit %d, stdout %q; stderr %q", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("not_advertised", func(t *testing.T) {
+		dnsmasqIn(t, router, "r0")
+		if r := discover(t, "-wait", "10s"); r.code != 1 || !strings.Contains(r.stderr, "no SOCKS gateway option") {
+			t.Errorf("discover: exit %d, stdout %q, stderr %q; want 1 and no gateway option", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("another_sites_224", func(t *testing.T) {
+		// Code 224 is site-specific: this network uses it for a string.
+		dnsmasqIn(t, router, "r0", "--dhcp-option=224,68:65:6c:6c:6f")
+		if r := discover(t, "-wait", "10s"); r.code != 1 || !strings.Contains(r.stderr, "does not parse") {
+			t.Errorf("discover: exit %d, stdout %q, stderr %q; want 1 and does not parse", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("no_server", func(t *testing.T) {
+		start := time.Now()
+		if r := discover(t, "-wait", "1500ms"); r.code != 1 || !strings.Contains(r.stderr, "no DHCP answer") {
+			t.Errorf("discover: exit %d, stderr %q; want 1 and no DHCP answer", r.code, r.stderr)
+		}
+		if el := time.Since(start); el > 10*time.Second {
+			t.Errorf("discover with nobody answering took %v", el)
+		}
+	})
+	os.Remove(gwBin)
+}
