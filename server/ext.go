@@ -524,6 +524,9 @@ func (ss *session) serveResolve(ctx context.Context, req proto.ExtRequest, done 
 			slog.Duration("dur", time.Since(start).Round(time.Millisecond)),
 			slog.String("reply", reply.Code.String()),
 		}
+		if u := ss.resolveUpstreamFor(req.Addr); u != nil {
+			attrs = append(attrs, slog.String("upstream", u.name()))
+		}
 		if err != nil {
 			attrs = append(attrs, slog.Any("err", err))
 		}
@@ -542,7 +545,7 @@ func (ss *session) lookupFor(ctx context.Context, r *Request, fam proto.Family, 
 	if r.Target.FQDN == "" {
 		return nil, replyErr(proto.ReplyAddressTypeNotSupported, errors.New("RESOLVE needs a domain name"))
 	}
-	if u := ss.st.upstreamFor(r.Target); u != nil {
+	if u := ss.resolveUpstreamFor(r.Target); u != nil {
 		// The upstream resolves it, and its answers are its own.
 		if err := ss.allowUnresolved(ctx, r); err != nil {
 			return nil, err

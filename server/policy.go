@@ -29,6 +29,15 @@ type Request struct {
 // a forbidden address past the rules. Both return nil to allow, or an
 // error, usually ErrNotAllowed, to refuse. Implementations must be safe for
 // concurrent use.
+//
+// A name that the server forwards to an upstream gateway (Settings.
+// Upstreams) is never resolved here, so AllowIP is never called for it:
+// a Policy that defers names to AllowIP must also have a method
+//
+//	AllowUnresolved(ctx context.Context, r *Request) error
+//
+// to decide such requests ([Rules] has one); for a Policy without it,
+// forwarded names are refused (ErrNotAllowed), never waved through.
 type Policy interface {
 	Allow(ctx context.Context, r *Request) error
 	AllowIP(ctx context.Context, r *Request, ip netip.Addr) error

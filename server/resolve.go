@@ -43,6 +43,9 @@ const commandTorResolve proto.Command = 0xF0
 func (ss *session) torResolve(ctx context.Context) error {
 	r := ss.req
 	r.Command = proto.CommandResolve
+	if u := ss.resolveUpstreamFor(r.Target); u != nil {
+		ss.upstream = u.name()
+	}
 	ans, err := ss.lookupFor(ctx, &r, proto.FamilyAny, defaultHopLimit)
 	if err != nil {
 		return err

@@ -333,6 +333,11 @@ func (ss *session) run() error {
 	if ss.hasHops && ss.hops == 0 {
 		return ss.fail(errHopLimit) // whatever the command (the draft's "Chaining")
 	}
+	if ss.req.Command == proto.CommandConnect {
+		// "127.0.0.1" sent as a name is 127.0.0.1: the guard and the
+		// network rules see it so, and it is routed by nets.
+		ss.req.Target = literalTarget(ss.req.Target)
+	}
 	switch cmd := ss.req.Command; {
 	case cmd == proto.CommandTake && ss.ext:
 		// The LISTEN that made the offer passed the policy; TAKE only

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,6 +52,7 @@ func (st *Settings) upstreamFor(target proto.Addr) *Upstream {
 	if len(st.Upstreams) == 0 {
 		return nil
 	}
+	target = literalTarget(target)
 	var best *Upstream
 	bestLen := -1
 	if target.FQDN != "" {
@@ -85,6 +87,19 @@ func (st *Settings) upstreamFor(target proto.Addr) *Upstream {
 	return nil
 }
 
+// literalTarget turns a name that is an IP address literal into that
+// address, so that routing, the guard and network rules judge it as the
+// address it is.
+func literalTarget(t proto.Addr) proto.Addr {
+	if t.FQDN == "" {
+		return t
+	}
+	if ip, err := netip.ParseAddr(t.FQDN); err == nil && ip.Zone() == "" {
+		return proto.Addr{IP: ip.Unmap(), Port: t.Port}
+	}
+	return t
+}
+
 func (u *Upstream) name() string {
 	if u.Name != "" {
 		return u.Name
@@ -112,6 +127,7 @@ func (ss *session) upstreamDialer(u *Upstream, fam proto.Family, hops uint8) (*c
 		return nil, errHopLimit
 	}
 	d := *u.Dialer
+	d.ProxyDial = ss.s.selfDial(d.ProxyDial)
 	d.HopLimit = hops - 1
 	if fam != 0 {
 		d.Family = fam
@@ -128,9 +144,70 @@ func (ss *session) upstreamDialer(u *Upstream, fam proto.Family, hops uint8) (*c
 func upstreamErr(u *Upstream, err error) error {
 	var re *client.ReplyError
 	if errors.As(err, &re) {
+		switch re.Code {
+		case proto.ReplyMalformedRequest, proto.ReplyAuthRequired, proto.ReplyCommandNotSupported:
+			// About this gateway as the upstream's client, not about
+			// the destination: the client learns only that it failed
+			// (a DIAGNOSTIC would repeat the upstream's words).
+			return replyErr(proto.ReplyGeneralFailure, fmt.Errorf("upstream %s refused the forwarded request: %w", u.name(), err))
+		}
 		return replyErr(re.Code, fmt.Errorf("upstream %s: %w", u.name(), err))
 	}
 	return replyErr(proto.ReplyGeneralFailure, fmt.Errorf("upstream %s: %w", u.name(), err))
+}
+
+var errForwardToSelf = errors.New("the upstream is this gateway itself (check the [[upstream]] address)")
+
+// selfDial wraps a Dialer's way to the upstream so that a connection that
+// arrives at one of this server's own listeners is refused: forwarding to
+// itself would loop, and through a plain SOCKS5 hop no HOP_LIMIT would end
+// the loop. The check runs on the connected socket, so host names, wildcard
+// listeners and reloads are all covered.
+func (s *Server) selfDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if dial == nil {
+		var nd net.Dialer
+		dial = nd.DialContext
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if s.isOwnListener(addrPortOf(c.RemoteAddr())) {
+			c.Close()
+			return nil, errForwardToSelf
+		}
+		return c, nil
+	}
+}
+
+// isOwnListener reports whether ap is where one of the server's listeners
+// accepts: its address, or any local address on a wildcard listener's
+// port.
+func (s *Server) isOwnListener(ap netip.AddrPort) bool {
+	if !ap.IsValid() {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	s.mu.Lock()
+	var las []netip.AddrPort
+	for ln := range s.listeners {
+		las = append(las, addrPortOf((*ln).Addr()))
+	}
+	s.mu.Unlock()
+	for _, la := range las {
+		if la.Port() != ap.Port() {
+			continue
+		}
+		lip := la.Addr().Unmap()
+		if lip == ip {
+			return true
+		}
+		if lip.IsUnspecified() && (ip.IsLoopback() || slices.Contains(s.selfAddrs(), ip)) {
+			return true
+		}
+	}
+	return false
 }
 
 // connectUpstream serves a CONNECT through u: the upstream connects, its
@@ -178,6 +255,15 @@ func (ss *session) connectUpstream(u *Upstream, early []byte) error {
 	return ss.startRelay(cc.Conn, early)
 }
 
+// resolveUpstreamFor returns the upstream that resolves name for
+// RESOLVE, or nil: an IP literal is answered here.
+func (ss *session) resolveUpstreamFor(name proto.Addr) *Upstream {
+	if name.FQDN == "" || literalTarget(name).FQDN == "" {
+		return nil
+	}
+	return ss.st.upstreamFor(name)
+}
+
 // resolveUpstream answers a RESOLVE through u with a session of its own.
 func (ss *session) resolveUpstream(ctx context.Context, u *Upstream, name string, fam proto.Family, hops uint8) ([]proto.ResolveAnswer, error) {
 	d, err := ss.upstreamDialer(u, fam, hops)
@@ -194,7 +280,9 @@ func (ss *session) resolveUpstream(ctx context.Context, u *Upstream, name string
 // allowUnresolved applies the policy to a request for a name this
 // gateway never resolves, because an upstream does: a Policy that
 // distinguishes that case (Rules does: its network rules cannot match
-// such a name) decides it so; any other decides it with Allow.
+// such a name) decides it so. Any other is asked with Allow, but since
+// AllowIP, to which it may defer, will never come, the request is then
+// refused (see Policy).
 func (ss *session) allowUnresolved(ctx context.Context, r *Request) error {
 	p := ss.st.Policy
 	if p == nil {
@@ -205,5 +293,8 @@ func (ss *session) allowUnresolved(ctx context.Context, r *Request) error {
 	}); ok {
 		return pu.AllowUnresolved(ctx, r)
 	}
-	return p.Allow(ctx, r)
+	if err := p.Allow(ctx, r); err != nil {
+		return err
+	}
+	return replyErr(proto.ReplyNotAllowed, errors.New("a name forwarded upstream, and the policy has no AllowUnresolved to judge it"))
 }

@@ -1,11 +1,13 @@
 package server_test
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/socks6/socks6/client"
 	"github.com/socks6/socks6/internal/socks6test"
@@ -86,14 +88,17 @@ func TestChain(t *testing.T) {
 		// past A.
 		e2eSessionsDrop(t, a.s, 0)
 		e2eSessionsDrop(t, c.s, 0)
+		socks6test.WaitFor(e2eWait, func() bool { return len(c.users(t)) == 1 && len(b.users(t)) == 1 })
 		if got := c.users(t); len(got) != 1 || got[0] != "b-to-c" {
 			t.Errorf("C's sessions were by %v, want [b-to-c]", got)
 		}
 		if got := b.users(t); len(got) != 1 || got[0] != "a-to-b" {
 			t.Errorf("B's sessions were by %v, want [a-to-b]", got)
 		}
+		// The counters are released before the record is written.
+		socks6test.WaitFor(e2eWait, func() bool { return len(a.audit.sessions(t)) == 1 })
 		recs := a.audit.sessions(t)
-		if len(recs) != 1 || recs[0].User != "alice" || !strings.Contains(string(a.audit.buf.Bytes()), `"upstream":"B"`) {
+		if len(recs) != 1 || recs[0].User != "alice" || !strings.Contains(a.audit.text(), `"upstream":"B"`) {
 			t.Errorf("A's records %+v, want alice's with upstream B", recs)
 		}
 	})
@@ -246,4 +251,115 @@ func TestChainPolicy(t *testing.T) {
 	if n := len(up.audit.sessions(t)); n != 1 {
 		t.Errorf("upstream saw %d sessions, want 1", n)
 	}
+}
+
+// TestChainIPLiteralName: an IP address sent as a name (ATYP 3
+// "127.0.0.1") is judged and routed as the address it is: the guard and
+// network rules refuse it, and an upstream's nets route it.
+func TestChainIPLiteralName(t *testing.T) {
+	e2eCheckLeaks(t)
+	echo := socks6test.EchoServer(t)
+	echoAP := netip.MustParseAddrPort(echo)
+	up := chainGateway(t, "", "", nil)
+	a := chainGateway(t, "alice", "wonderland", nil, server.Upstream{Dialer: &client.Dialer{ProxyAddress: up.addr}, Default: true})
+	a.s.Reload(server.Settings{Auth: a.s.Settings.Auth, Upstreams: a.s.Settings.Upstreams}) // the default guard
+	literal := proto.Addr{FQDN: echoAP.Addr().String(), Port: echoAP.Port()}
+	for _, target := range []proto.Addr{proto.AddrFromAddrPort(echoAP), literal} {
+		conn, rep := extConnect(t, a.addr, target)
+		conn.Close()
+		if rep.Code != proto.ReplyNotAllowed {
+			t.Errorf("CONNECT %v through the guard: %v, want not allowed", target, rep.Code)
+		}
+	}
+	// Routed by nets: a literal name for an address in an upstream's nets
+	// goes to that upstream.
+	b := chainGateway(t, "alice", "wonderland", nil, server.Upstream{Name: "lo", Dialer: &client.Dialer{ProxyAddress: up.addr},
+		Nets: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	conn, rep := extConnect(t, b.addr, literal)
+	if rep.Code != proto.ReplySucceeded {
+		t.Fatalf("CONNECT %v: %v", literal, rep.Code)
+	}
+	e2eEcho(t, conn, "routed by nets")
+	conn.Close()
+	e2eSessionsDrop(t, up.s, 0)
+	if n := len(up.audit.sessions(t)); n != 1 {
+		t.Errorf("the upstream served %d sessions, want 1", n)
+	}
+}
+
+// TestChainToSelf: an upstream that is this gateway itself is refused
+// when the connection arrives, whatever its address looks like, so that
+// even a plain SOCKS5 hop, which cannot carry HOP_LIMIT, cannot loop.
+func TestChainToSelf(t *testing.T) {
+	e2eCheckLeaks(t)
+	ln := socks6test.Listen(t)
+	audit := e2eNewAudit()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	s := &server.Server{HandshakeTimeout: e2eWait, Logger: audit.logger(), Settings: server.Settings{
+		Upstreams: []server.Upstream{{Dialer: &client.Dialer{ProxyAddress: "localhost:" + port, Extensions: client.ExtOff}, Default: true}}}}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	if code := e2eReplyCode(t, ln.Addr().String(), "", "", "192.0.2.7:80"); code != proto.ReplyGeneralFailure {
+		t.Errorf("CONNECT through itself: %v, want general failure", code)
+	}
+	e2eSessionsDrop(t, s, 0)
+	socks6test.WaitFor(e2eWait, func() bool { return len(audit.sessions(t)) >= 1 })
+	if recs := audit.sessions(t); len(recs) != 1 || !strings.Contains(recs[0].Err, "itself") {
+		t.Errorf("%d session records, the first %+v; want the client's alone, refused as a loop", len(recs), recs[:min(1, len(recs))])
+	}
+}
+
+// sessionsOnly is a Policy without AllowUnresolved.
+type sessionsOnly struct{ allowIP int }
+
+func (p *sessionsOnly) Allow(context.Context, *server.Request) error { return nil }
+func (p *sessionsOnly) AllowIP(context.Context, *server.Request, netip.Addr) error {
+	p.allowIP++
+	return server.ErrNotAllowed
+}
+
+// TestChainCustomPolicy: a Policy that defers names to AllowIP, which a
+// forwarded name never reaches, refuses forwarded names rather than
+// letting them through.
+func TestChainCustomPolicy(t *testing.T) {
+	e2eCheckLeaks(t)
+	up := chainGateway(t, "", "", map[string][]netip.Addr{"x.test": {netip.MustParseAddr("127.0.0.1")}})
+	a := chainGateway(t, "alice", "wonderland", nil, server.Upstream{Dialer: &client.Dialer{ProxyAddress: up.addr}, Default: true})
+	a.s.Reload(server.Settings{Auth: a.s.Settings.Auth, Upstreams: a.s.Settings.Upstreams, Guard: server.Guard{AllowLoopback: true}, Policy: &sessionsOnly{}})
+	if code := e2eReplyCode(t, a.addr, "alice", "wonderland", "x.test:80"); code != proto.ReplyNotAllowed {
+		t.Errorf("forwarded name under a policy without AllowUnresolved: %v, want not allowed", code)
+	}
+}
+
+// TestChainUpstreamMalformed: an upstream that calls the forwarded
+// request malformed (0xEB), or wants another login, is this gateway's
+// problem: the client gets a general failure, and no DIAGNOSTIC with
+// the upstream's name or words.
+func TestChainUpstreamMalformed(t *testing.T) {
+	e2eCheckLeaks(t)
+	ext := socks6test.Listen(t)
+	socks6test.Serve(t, ext, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(e2eWait))
+		proto.ReadGreeting(c)
+		c.Write([]byte{5, byte(proto.MethodExtensions)})
+		proto.ReadFrame(c, nil) // HELLO
+		proto.WriteFrame(c, proto.HelloAck{Status: proto.HelloOK, Version: proto.ExtVersion, MaxFrameLen: proto.DefaultMaxFrameLen})
+		proto.ReadFrame(c, nil) // REQUEST
+		proto.WriteFrame(c, proto.ExtReply{ID: 1, Code: proto.ReplyMalformedRequest, Options: proto.Options{proto.DiagnosticOption("secret upstream words")}})
+	})
+	a := chainGateway(t, "alice", "wonderland", nil, server.Upstream{Name: "secret-upstream", Dialer: &client.Dialer{ProxyAddress: ext.Addr().String()}, Default: true})
+	conn, rep := extConnect(t, a.addr, proto.Addr{FQDN: "x.test", Port: 80})
+	conn.Close()
+	diag, _ := rep.Options.Diagnostic()
+	if rep.Code != proto.ReplyGeneralFailure || strings.Contains(diag, "secret") {
+		t.Errorf("REPLY %v, DIAGNOSTIC %q; want general failure without the upstream's name or words", rep.Code, diag)
+	}
+}
+
+// text returns everything logged so far.
+func (a *e2eAudit) text() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.buf.String()
 }

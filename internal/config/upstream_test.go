@@ -49,3 +49,28 @@ default = true
 		t.Errorf("default upstream %+v", d)
 	}
 }
+
+// TestUpstreamNotSelf: another gateway on this host, on another loopback
+// address or family, is a fine upstream; the words of a bad URL never
+// carry its password.
+func TestUpstreamNotSelf(t *testing.T) {
+	for _, proxy := range []string{"socks6://[::1]:1080", "socks6://127.0.0.2:1080", "socks6://127.0.0.1:1081"} {
+		path := writeConfig(t, "listen = [\"127.0.0.1:1080\"]\n[[upstream]]\ndefault = true\nproxy = \""+proxy+"\"\n")
+		if _, err := Load(path); err != nil {
+			t.Errorf("%s: %v", proxy, err)
+		}
+	}
+	for _, secret := range []string{"s3cr/etXq", "hunt#er9Z", "abZ%zzcdQ", "pQ9?wZz"} {
+		path := writeConfig(t, "[[upstream]]\ndefault = true\nproxy = \"socks6://user:"+secret+"@gw.example:1080\"\n")
+		_, err := Load(path)
+		if err == nil {
+			t.Errorf("password %q: accepted", secret)
+			continue
+		}
+		for _, part := range strings.FieldsFunc(secret, func(r rune) bool { return strings.ContainsRune("/#%?", r) }) {
+			if strings.Contains(err.Error(), part) {
+				t.Errorf("password %q: the error shows %q: %v", secret, part, err)
+			}
+		}
+	}
+}

@@ -309,13 +309,14 @@ func (v *validator) upstreams() []server.Upstream {
 			}
 		}
 		pu, err := url.Parse(u.Proxy)
+		if err == nil && (pu.Fragment != "" || pu.Opaque != "" || pu.Path != "" && pu.Path != "/") {
+			err = errors.New("has a path or fragment")
+		}
 		if err != nil {
-			// Not url.Error itself: it quotes the URL, password and all.
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err
-			}
-			v.errorf(path+".proxy", true, "bad URL (not shown, as it may hold a password): %w", err)
+			// Neither the URL nor the parser's words, which quote parts
+			// of it: it may hold a password.
+			v.errorf(path+".proxy", true, "bad URL (not shown, as it may hold a password): want scheme://[user:password@]host:port; "+
+				"escape /, ?, # and %% in the user or password as %%2F, %%3F, %%23 and %%25")
 			continue
 		}
 		pd, err := client.FromURL(pu, nil)
@@ -325,7 +326,11 @@ func (v *validator) upstreams() []server.Upstream {
 		}
 		d := pd.(*client.Dialer)
 		if (u.TLSCA != "" || u.TLSName != "") && d.TLSConfig == nil {
-			v.errorf(path, true, "tls_ca and tls_name need a socks6s:// proxy")
+			key := path + ".tls_ca"
+			if u.TLSCA == "" {
+				key = path + ".tls_name"
+			}
+			v.errorf(key, true, "tls_ca and tls_name need a socks6s:// proxy")
 			continue
 		}
 		if u.TLSName != "" {
@@ -357,26 +362,37 @@ func (v *validator) upstreams() []server.Upstream {
 }
 
 // selfListen returns the listen or tls.listen address that hostport
-// names, if any: the same address, or loopback for one on a wildcard or
-// loopback address, on the same port.
+// obviously names, if any: the same host or address on the same port, or
+// loopback (or localhost) for a wildcard listen address on that port. It
+// is a convenience: the server refuses, when it connects, any upstream
+// connection that arrives at one of its own listeners.
 func (v *validator) selfListen(hostport string) string {
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return ""
 	}
-	ip, _ := netip.ParseAddr(host)
+	parse := func(h string) netip.Addr {
+		ip, _ := netip.ParseAddr(h)
+		return ip.Unmap()
+	}
+	loop := func(h string) bool { return h == "localhost" || parse(h).IsLoopback() }
+	canonLoop := func(h string) bool { // what localhost is
+		ip := parse(h)
+		return ip == netip.AddrFrom4([4]byte{127, 0, 0, 1}) || ip == netip.IPv6Loopback()
+	}
+	ip := parse(host)
 	for _, a := range append(slices.Clone(v.c.Listen), v.c.TLS.Listen...) {
 		lh, lp, err := net.SplitHostPort(a)
 		if err != nil || lp != port {
 			continue
 		}
-		lip, lerr := netip.ParseAddr(lh)
+		lip := parse(lh)
 		switch {
-		case lh == host:
+		case lh == host, ip.IsValid() && lip == ip:
 			return a
-		case lerr == nil && ip.IsValid() && lip.Unmap() == ip.Unmap():
+		case (lh == "" || lip.IsUnspecified()) && loop(host):
 			return a
-		case lerr == nil && (lip.IsUnspecified() || lip.IsLoopback()) && (host == "localhost" || ip.IsLoopback()):
+		case lh == "localhost" && canonLoop(host), host == "localhost" && canonLoop(lh):
 			return a
 		}
 	}
