@@ -24,6 +24,7 @@ import (
 	"github.com/socks6/socks6/internal/procs"
 	"github.com/socks6/socks6/server"
 	"github.com/socks6/socks6/server/auth/htpasswd"
+	"github.com/socks6/socks6/server/pac"
 	"github.com/socks6/socks6/server/resolver"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
@@ -241,6 +242,8 @@ type daemon struct {
 
 	// cert is the [tls] certificate, replaced on reload.
 	cert atomic.Pointer[tls.Certificate]
+	// pac serves the [pac] file, replaced on reload; nil without one.
+	pac *pac.Handler
 
 	// What a reload cannot change, as the gateway started with it.
 	listen     []string
@@ -299,6 +302,28 @@ func (d *daemon) serve(cfg *config.Config, st server.Settings, sigs <-chan os.Si
 		lns = append(lns, ln)
 		isTLS[ln] = i >= len(cfg.Listen)
 	}
+	var pacLns []net.Listener
+	if len(cfg.PAC.Listen) > 0 {
+		pc, err := cfg.PACConfig()
+		if err == nil {
+			d.pac, err = pac.NewHandler(pc)
+		}
+		if err != nil {
+			slog.Error("pac", "err", err)
+			return exitFailure
+		}
+	}
+	for _, a := range cfg.PAC.Listen {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			slog.Error("listen failed", "addr", a, "pac", true, "err", err)
+			for _, ln := range append(lns, pacLns...) {
+				ln.Close()
+			}
+			return exitFailure
+		}
+		pacLns = append(pacLns, ln)
+	}
 	slog.Info("starting", "version", versionString(), "config", d.opts.config,
 		"users_file", cfg.UsersFile, "rules", len(cfg.Rules), "upstreams", len(cfg.Upstreams))
 	// One P while one CPU carries the load, all of them under load
@@ -322,6 +347,16 @@ func (d *daemon) serve(cfg *config.Config, st server.Settings, sigs <-chan os.Si
 		}
 		slog.Info("listening", "addr", ln.Addr().String())
 		go func() { served <- d.srv.Serve(ln) }()
+	}
+
+	if d.pac != nil {
+		hs := pac.Server(d.pac)
+		hs.ErrorLog = slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug)
+		for _, ln := range pacLns {
+			slog.Info("listening", "addr", ln.Addr().String(), "pac", true)
+			go hs.Serve(ln)
+		}
+		defer hs.Close()
 	}
 
 	running := len(lns)
@@ -386,6 +421,14 @@ func (d *daemon) reload() {
 	}
 	if !slices.Equal(cfg.Listen, d.listen) {
 		slog.Warn("listen addresses are not reloadable; restart to apply", "running", d.listen, "configured", cfg.Listen)
+	}
+	if d.pac != nil && len(cfg.PAC.Listen) > 0 {
+		if pc, err := cfg.PACConfig(); err == nil && d.pac.Set(pc) == nil {
+			slog.Info("pac reloaded", "proxy", pc.Proxies)
+		}
+	}
+	if (d.pac == nil) != (len(cfg.PAC.Listen) == 0) {
+		slog.Warn("pac.listen is not reloadable; restart to apply")
 	}
 	if !slices.Equal(cfg.TLS.Listen, d.tlsListen) {
 		slog.Warn("tls.listen addresses are not reloadable; restart to apply", "running", d.tlsListen, "configured", cfg.TLS.Listen)

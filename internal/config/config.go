@@ -76,6 +76,9 @@ type Config struct {
 	// Upstreams are the gateways requests are forwarded to (the
 	// [[upstream]] sections); reloadable.
 	Upstreams []Upstream
+	// PAC configures the proxy auto-configuration file (the [pac]
+	// section).
+	PAC PAC
 
 	src *source // where the values came from, for error positions
 }
@@ -91,6 +94,22 @@ type TLS struct {
 	// on reload. Parse resolves relative paths against the configuration
 	// file's directory.
 	CertFile, KeyFile string
+}
+
+// PAC is the [pac] section: where socks6d serves its proxy
+// auto-configuration file over HTTP, and what the file says.
+type PAC struct {
+	// Listen lists the HTTP addresses; empty means no PAC. Not
+	// reloadable.
+	Listen []string
+	// Proxy lists the gateway addresses the file gives clients; empty
+	// means the cleartext listen addresses that clients can reach (not
+	// wildcard or loopback ones).
+	Proxy []string
+	// Nets and Domains are reached directly, besides loopback,
+	// link-local addresses, plain host names, localhost and .local.
+	Nets    []netip.Prefix
+	Domains []string
 }
 
 // An Upstream is one [[upstream]] section: a gateway this one forwards
@@ -244,6 +263,14 @@ type file struct {
 	Listeners fileListen          `toml:"listeners"`
 	TLS       fileTLS             `toml:"tls"`
 	Upstreams []fileUpstream      `toml:"upstream"`
+	PAC       filePAC             `toml:"pac"`
+}
+
+type filePAC struct {
+	Listen  []string `toml:"listen"`
+	Proxy   []string `toml:"proxy"`
+	Nets    []string `toml:"nets"`
+	Domains []string `toml:"domains"`
 }
 
 type fileUpstream struct {
@@ -411,6 +438,21 @@ func (p *parser) convert(f *file) *Config {
 	c.TLS = TLS{Listen: f.TLS.Listen, CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile}
 	for i := range f.Upstreams {
 		c.Upstreams = append(c.Upstreams, p.upstream("upstream."+strconv.Itoa(i), &f.Upstreams[i]))
+	}
+	c.PAC = PAC{Listen: f.PAC.Listen, Proxy: f.PAC.Proxy}
+	for i, s := range f.PAC.Nets {
+		if pr, err := ParsePrefix(s); err != nil {
+			p.errorf("pac.nets."+strconv.Itoa(i), "%w", err)
+		} else {
+			c.PAC.Nets = append(c.PAC.Nets, pr)
+		}
+	}
+	for i, s := range f.PAC.Domains {
+		if d, err := ParseDomain(s); err != nil {
+			p.errorf("pac.domains."+strconv.Itoa(i), "%w", err)
+		} else {
+			c.PAC.Domains = append(c.PAC.Domains, d)
+		}
 	}
 	return c
 }

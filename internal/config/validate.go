@@ -19,6 +19,7 @@ import (
 	"github.com/socks6/socks6/proto"
 	"github.com/socks6/socks6/server"
 	"github.com/socks6/socks6/server/auth/htpasswd"
+	"github.com/socks6/socks6/server/pac"
 )
 
 // Validate checks the configuration as a whole: listen addresses, log
@@ -196,6 +197,18 @@ func (c *Config) check() (*htpasswd.File, error) {
 	}
 
 	v.upstreams()
+	if len(c.PAC.Listen) > 0 || len(c.PAC.Proxy) > 0 || len(c.PAC.Nets) > 0 || len(c.PAC.Domains) > 0 {
+		for i, a := range c.PAC.Listen {
+			if err := checkListen(a); err != nil {
+				v.errorf("pac.listen."+strconv.Itoa(i), true, "%w", err)
+			}
+		}
+		if len(c.PAC.Listen) == 0 {
+			v.errorf("pac", true, "listen is empty: no address to serve the PAC file on")
+		} else if _, err := c.PACConfig(); err != nil {
+			v.errorf("pac", true, "%w", err)
+		}
+	}
 
 	var auth *htpasswd.File
 	if c.UsersFile != "" {
@@ -397,6 +410,29 @@ func (v *validator) selfListen(hostport string) string {
 		}
 	}
 	return ""
+}
+
+// PACConfig returns what the PAC file says: the [pac] proxy addresses,
+// else the cleartext listen addresses clients can reach (neither
+// wildcard nor loopback).
+func (c *Config) PACConfig() (pac.Config, error) {
+	pc := pac.Config{Proxies: slices.Clone(c.PAC.Proxy), Direct: slices.Clone(c.PAC.Nets), DirectDomains: slices.Clone(c.PAC.Domains)}
+	if len(pc.Proxies) == 0 {
+		for _, a := range c.Listen {
+			host, _, err := net.SplitHostPort(a)
+			ip, perr := netip.ParseAddr(host)
+			if err == nil && host != "" && host != "localhost" && (perr != nil || !ip.IsUnspecified() && !ip.IsLoopback()) {
+				pc.Proxies = append(pc.Proxies, a)
+			}
+		}
+		if len(pc.Proxies) == 0 {
+			return pac.Config{}, errors.New("proxy is empty and no listen address is one that clients reach (wildcard and loopback are not): give proxy = [\"GATEWAY:PORT\"]")
+		}
+	}
+	if _, err := pc.Script(); err != nil {
+		return pac.Config{}, err
+	}
+	return pc, nil
 }
 
 // listenConflicts reports listen and tls.listen addresses that cannot
