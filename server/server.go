@@ -90,6 +90,11 @@ type Server struct {
 	// Logger receives lifecycle logs and one audit record per session
 	// (message "session"). Nil means slog.Default().
 	Logger *slog.Logger
+	// OnSession, if not nil, is called once for every session that
+	// ends, from the session's goroutine, with what its audit record
+	// says (a failed handshake included): for metrics. It must be quick
+	// and safe for concurrent use.
+	OnSession func(SessionRecord)
 
 	settings atomic.Pointer[Settings]
 	initOnce sync.Once

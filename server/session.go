@@ -240,6 +240,9 @@ func (ss *session) audit(err error) {
 		if err == nil {
 			return // HELLO, then CLOSE: nothing was asked
 		}
+		if s.OnSession != nil {
+			s.OnSession(SessionRecord{Command: "handshake", Reply: code, User: ss.user, Duration: time.Since(ss.start), Err: err})
+		}
 		s.logger().LogAttrs(context.Background(), slog.LevelDebug, "handshake failed",
 			slog.String("client", ss.client.String()),
 			slog.String("user", ss.user),
@@ -247,9 +250,36 @@ func (ss *session) audit(err error) {
 			slog.Any("err", err))
 		return
 	}
+	if s.OnSession != nil {
+		s.OnSession(SessionRecord{Command: ss.cmdName(), Reply: code, User: ss.user, Upstream: ss.upstream,
+			BytesUp: ss.up, BytesDown: ss.down, Duration: time.Since(ss.start), Err: err})
+	}
 	if log := s.logger(); log.Enabled(context.Background(), slog.LevelInfo) {
 		ss.auditRecord(log, code, err)
 	}
+}
+
+// A SessionRecord is what Server.OnSession is told of a session that
+// ended: what its audit record says, for metrics.
+type SessionRecord struct {
+	// Command is the session's command as the audit record names it
+	// ("connect", "bind", "udp", "take", "control", "tor-resolve", …),
+	// or "handshake" for a session that failed before its request.
+	Command string
+	// Reply is the reply code the client was sent (the RFC 1928 code for
+	// a plain client).
+	Reply proto.ReplyCode
+	// User is the authenticated user, or empty.
+	User string
+	// Upstream names the upstream gateway that served the request, if
+	// one did.
+	Upstream string
+	// BytesUp and BytesDown are the bytes relayed each way.
+	BytesUp, BytesDown int64
+	// Duration is the session's life from accept.
+	Duration time.Duration
+	// Err is why it failed, or nil.
+	Err error
 }
 
 // auditRecord writes the Info record. It is a function of its own so that

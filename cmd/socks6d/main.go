@@ -246,10 +246,11 @@ type daemon struct {
 	pac *pac.Handler
 
 	// What a reload cannot change, as the gateway started with it.
-	listen     []string
-	tlsListen  []string
-	timeouts   config.Timeouts
-	handshakes int
+	listen        []string
+	tlsListen     []string
+	metricsListen []string
+	timeouts      config.Timeouts
+	handshakes    int
 }
 
 // serve listens, serves until a signal on sigs ends it, and returns the
@@ -257,6 +258,7 @@ type daemon struct {
 func (d *daemon) serve(cfg *config.Config, st server.Settings, sigs <-chan os.Signal) int {
 	d.logs.apply(cfg)
 	d.listen, d.tlsListen, d.timeouts, d.handshakes = cfg.Listen, cfg.TLS.Listen, cfg.Timeouts, cfg.Limits.Handshakes
+	d.metricsListen = cfg.MetricsListen
 	d.srv = &server.Server{
 		Settings:         st,
 		HandshakeTimeout: cfg.Timeouts.Handshake,
@@ -302,6 +304,29 @@ func (d *daemon) serve(cfg *config.Config, st server.Settings, sigs <-chan os.Si
 		lns = append(lns, ln)
 		isTLS[ln] = i >= len(cfg.Listen)
 	}
+	var metricsLns []net.Listener
+	for _, a := range cfg.MetricsListen {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			slog.Error("listen failed", "addr", a, "metrics", true, "err", err)
+			for _, ln := range append(lns, metricsLns...) {
+				ln.Close()
+			}
+			return exitFailure
+		}
+		metricsLns = append(metricsLns, ln)
+	}
+	if len(metricsLns) > 0 {
+		m := newMetrics(d.srv)
+		d.srv.OnSession = m.record
+		hs := m.server()
+		hs.ErrorLog = slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug)
+		for _, ln := range metricsLns {
+			slog.Info("listening", "addr", ln.Addr().String(), "metrics", true)
+			go hs.Serve(ln)
+		}
+		defer hs.Close()
+	}
 	var pacLns []net.Listener
 	if len(cfg.PAC.Listen) > 0 {
 		pc, err := cfg.PACConfig()
@@ -317,7 +342,7 @@ func (d *daemon) serve(cfg *config.Config, st server.Settings, sigs <-chan os.Si
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
 			slog.Error("listen failed", "addr", a, "pac", true, "err", err)
-			for _, ln := range append(lns, pacLns...) {
+			for _, ln := range append(append(lns, pacLns...), metricsLns...) {
 				ln.Close()
 			}
 			return exitFailure
@@ -426,6 +451,9 @@ func (d *daemon) reload() {
 		if pc, err := cfg.PACConfig(); err == nil && d.pac.Set(pc) == nil {
 			slog.Info("pac reloaded", "proxy", pc.Proxies)
 		}
+	}
+	if !slices.Equal(cfg.MetricsListen, d.metricsListen) {
+		slog.Warn("metrics.listen is not reloadable; restart to apply")
 	}
 	if (d.pac == nil) != (len(cfg.PAC.Listen) == 0) {
 		slog.Warn("pac.listen is not reloadable; restart to apply")

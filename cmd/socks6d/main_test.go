@@ -176,10 +176,11 @@ func (d *proc) waitRecord(from int, msg string, match func(record) bool) (record
 	return rec, i
 }
 
-// addr returns the address of the first "listening" record (JSON logs).
+// addr returns the address of the first "listening" record of a
+// cleartext SOCKS listener (JSON logs).
 func (d *proc) addr() string {
 	d.t.Helper()
-	rec, _ := d.waitRecord(0, "listening", nil)
+	rec, _ := d.waitRecord(0, "listening", func(r record) bool { return r["tls"] == nil && r["pac"] == nil && r["metrics"] == nil })
 	return rec.str("addr")
 }
 

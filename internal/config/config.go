@@ -79,6 +79,10 @@ type Config struct {
 	// PAC configures the proxy auto-configuration file (the [pac]
 	// section).
 	PAC PAC
+	// MetricsListen lists the HTTP addresses of the Prometheus metrics
+	// (the [metrics] section's listen); empty means none. Not
+	// reloadable.
+	MetricsListen []string
 
 	src *source // where the values came from, for error positions
 }
@@ -264,6 +268,11 @@ type file struct {
 	TLS       fileTLS             `toml:"tls"`
 	Upstreams []fileUpstream      `toml:"upstream"`
 	PAC       filePAC             `toml:"pac"`
+	Metrics   fileMetrics         `toml:"metrics"`
+}
+
+type fileMetrics struct {
+	Listen []string `toml:"listen"`
 }
 
 type filePAC struct {
@@ -439,6 +448,7 @@ func (p *parser) convert(f *file) *Config {
 	for i := range f.Upstreams {
 		c.Upstreams = append(c.Upstreams, p.upstream("upstream."+strconv.Itoa(i), &f.Upstreams[i]))
 	}
+	c.MetricsListen = f.Metrics.Listen
 	c.PAC = PAC{Listen: f.PAC.Listen, Proxy: f.PAC.Proxy}
 	for i, s := range f.PAC.Nets {
 		if pr, err := ParsePrefix(s); err != nil {

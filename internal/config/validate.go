@@ -197,6 +197,11 @@ func (c *Config) check() (*htpasswd.File, error) {
 	}
 
 	v.upstreams()
+	for i, a := range c.MetricsListen {
+		if err := checkListen(a); err != nil {
+			v.errorf("metrics.listen."+strconv.Itoa(i), true, "%w", err)
+		}
+	}
 	if len(c.PAC.Listen) > 0 || len(c.PAC.Proxy) > 0 || len(c.PAC.Nets) > 0 || len(c.PAC.Domains) > 0 {
 		for i, a := range c.PAC.Listen {
 			if err := checkListen(a); err != nil {
@@ -476,6 +481,12 @@ func (v *validator) listenConflicts(listenFromFile bool) {
 	}
 	for i, a := range v.c.TLS.Listen {
 		add("tls.listen."+strconv.Itoa(i), true, a)
+	}
+	for i, a := range v.c.PAC.Listen {
+		add("pac.listen."+strconv.Itoa(i), true, a)
+	}
+	for i, a := range v.c.MetricsListen {
+		add("metrics.listen."+strconv.Itoa(i), true, a)
 	}
 }
 
