@@ -83,7 +83,10 @@ func DiscoverDHCPv4(ctx context.Context, o DHCPOptions) ([]proto.GatewayEntry, e
 	}}
 	pc, err := lc.ListenPacket(ctx, "udp4", netip.AddrPortFrom(local, 68).String())
 	if err != nil {
-		return nil, fmt.Errorf("socks: DHCP discovery needs UDP port 68 on %s (root or CAP_NET_BIND_SERVICE): %w", local, err)
+		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+			return nil, fmt.Errorf("socks: DHCP discovery needs UDP port 68 on %s (root or CAP_NET_BIND_SERVICE): %w", local, err)
+		}
+		return nil, fmt.Errorf("socks: DHCP discovery: UDP port 68 on %s: %w", local, err)
 	}
 	defer pc.Close()
 	stop := context.AfterFunc(ctx, func() { pc.SetReadDeadline(time.Unix(1, 0)) })
@@ -94,6 +97,9 @@ func DiscoverDHCPv4(ctx context.Context, o DHCPOptions) ([]proto.GatewayEntry, e
 		dhcpv4.WithHwAddr(ifi.HardwareAddr),
 		dhcpv4.WithClientIP(local.AsSlice()),
 		dhcpv4.WithRequestedOptions(dhcpv4.GenericOptionCode(code)),
+		// Without it a server must keep its answer within 576 bytes,
+		// and a long gateway list (RFC 3396) is left out.
+		dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(1500)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("socks: DHCPINFORM: %w", err)
@@ -115,7 +121,7 @@ func DiscoverDHCPv4(ctx context.Context, o DHCPOptions) ([]proto.GatewayEntry, e
 				}
 				return nil, fmt.Errorf("socks: no DHCP answer on %s: %w", ifi.Name, ctx.Err())
 			}
-			n, _, err := pc.ReadFrom(buf)
+			n, from, err := pc.ReadFrom(buf)
 			if err != nil {
 				if ctx.Err() == nil && errors.Is(err, os.ErrDeadlineExceeded) {
 					break // send again
@@ -130,6 +136,9 @@ func DiscoverDHCPv4(ctx context.Context, o DHCPOptions) ([]proto.GatewayEntry, e
 				ack.MessageType() != dhcpv4.MessageTypeAck {
 				continue // not the answer to our question
 			}
+			if o.Server.IsValid() && !fromServer(from, ack, o.Server.Unmap()) {
+				continue // asked one server, answered by another
+			}
 			sawAnswer = true
 			v := ack.Options.Get(dhcpv4.GenericOptionCode(code))
 			if v == nil {
@@ -142,6 +151,21 @@ func DiscoverDHCPv4(ctx context.Context, o DHCPOptions) ([]proto.GatewayEntry, e
 			return byPriority(entries), nil
 		}
 	}
+}
+
+// fromServer reports whether an answer that came from addr is server's:
+// sent from its address, and naming it as the server identifier if it
+// names one.
+func fromServer(addr net.Addr, ack *dhcpv4.DHCPv4, server netip.Addr) bool {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok || ua.AddrPort().Addr().Unmap() != server {
+		return false
+	}
+	if id := ack.ServerIdentifier(); id != nil {
+		a, ok := netip.AddrFromSlice(id)
+		return ok && a.Unmap() == server
+	}
+	return true
 }
 
 // byPriority sorts entries by priority, those of equal priority shuffled.

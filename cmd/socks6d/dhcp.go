@@ -69,17 +69,20 @@ Flags:
 	}
 	if len(v4) > 0 {
 		b, err := proto.AppendGatewayEntries(nil, v4, false)
-		if err == nil && len(b) > 255 {
-			err = errors.New("more than 255 bytes: split it across several option instances (RFC 3396) by hand, or list fewer gateways")
-		}
 		if err != nil {
 			fmt.Fprintf(stderr, "socks6d dhcp-option: %v\n", err)
 			return exitFailure
 		}
 		h := colonHex(b)
 		fmt.Fprintf(stdout, "# DHCPv4 option %d (%d bytes)\n", *code, len(b))
-		fmt.Fprintf(stdout, "# dnsmasq:\ndhcp-option=%d,%s\n", *code, h)
-		fmt.Fprintf(stdout, "# ISC dhcpd:\noption socks-gateway code %d = string;\noption socks-gateway %s;\n", *code, h)
+		if len(b) <= 255 {
+			fmt.Fprintf(stdout, "# dnsmasq:\ndhcp-option=%d,%s\n", *code, h)
+		} else {
+			fmt.Fprintf(stdout, "# dnsmasq: not possible, it sends 255 bytes at most; list fewer gateways for it\n")
+		}
+		// ISC dhcpd splits a long option itself (RFC 3396), and answers
+		// DHCPINFORM only for subnets it is authoritative for.
+		fmt.Fprintf(stdout, "# ISC dhcpd (the subnet must be declared authoritative;):\noption socks-gateway code %d = string;\noption socks-gateway %s;\n", *code, h)
 	}
 	if len(v6) > 0 {
 		b, err := proto.AppendDHCPv6VendorGateways(nil, uint32(*ent), v6)
@@ -87,9 +90,10 @@ Flags:
 			fmt.Fprintf(stderr, "socks6d dhcp-option: %v\n", err)
 			return exitFailure
 		}
-		// Without the enterprise number: dnsmasq adds it from vendor:N.
+		// dnsmasq adds the enterprise number and sub-option header from
+		// vi-encap:N,option6:M.
 		fmt.Fprintf(stdout, "# DHCPv6 OPTION_VENDOR_OPTS, enterprise %d, sub-option %d (value: %s)\n", *ent, proto.DHCPv6GatewaySubOption, hex.EncodeToString(b))
-		fmt.Fprintf(stdout, "# dnsmasq:\ndhcp-option=option6:vendor:%d,%d,%s\n", *ent, proto.DHCPv6GatewaySubOption, colonHex(b[8:]))
+		fmt.Fprintf(stdout, "# dnsmasq:\ndhcp-option=vi-encap:%d,option6:%d,%s\n", *ent, proto.DHCPv6GatewaySubOption, colonHex(b[8:]))
 	}
 	return exitOK
 }

@@ -66,3 +66,31 @@ func TestProbeSOCKS5(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewayDiscoveredNoPassword: a discovered gateway (anyone on the
+// link can advertise one) is never sent a password: -user with nothing
+// configured is refused before discovery, and SOCKS6_PASSWORD is not
+// used for a discovered gateway.
+func TestGatewayDiscoveredNoPassword(t *testing.T) {
+	asked := false
+	o := options{user: "alice", discover: func() (string, string, bool) { asked = true; return "192.0.2.1:1080", "advertised by DHCP", true }}
+	env := func(k string) (string, bool) {
+		if k == "SOCKS6_PASSWORD" {
+			return "s3cret", true
+		}
+		return "", false
+	}
+	if d, err := gateway(o, env); err == nil || !strings.Contains(err.Error(), "never sent a password") || asked {
+		t.Errorf("-user, nothing configured: %+v, %v (discovery run: %v); want a refusal before discovery", d, err, asked)
+	}
+	o.user = ""
+	d, err := gateway(o, env)
+	if err != nil || d.ProxyAddress != "192.0.2.1:1080" || d.Username != "" || d.Password != "" {
+		t.Errorf("discovered: %+v, %v; want the gateway with no credentials", d, err)
+	}
+	// Configured, the password is used as before.
+	o.proxy = "socks6://alice@192.0.2.1:1080"
+	if d, err := gateway(o, env); err != nil || d.Password != "s3cret" {
+		t.Errorf("configured: %+v, %v; want SOCKS6_PASSWORD", d, err)
+	}
+}

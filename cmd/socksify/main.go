@@ -363,9 +363,16 @@ func gateway(o options, getenv func(string) (string, bool)) (*client.Dialer, err
 			break
 		}
 	}
+	discovered := false
 	if spec == "" && o.discover != nil {
+		if o.user != "" {
+			// Anyone on the link can advertise a gateway, or answer on
+			// the router's port: a password goes only where it is sent
+			// on purpose (the draft's "Discovery").
+			return nil, errors.New("-user with no gateway configured: a discovered gateway is never sent a password; name it with -proxy (or SOCKS6_PROXY, ALL_PROXY, SOCKS_SERVER)")
+		}
 		if addr, how, ok := o.discover(); ok {
-			spec, from = addr, "discovered "+how
+			spec, from, discovered = addr, "discovered "+how, true
 			if o.verbose {
 				fmt.Fprintf(o.stderr, "socksify: no gateway configured; using the SOCKS server %s %s\n", how, addr)
 			}
@@ -386,7 +393,7 @@ func gateway(o options, getenv func(string) (string, bool)) (*client.Dialer, err
 		// The URL's password, if any, was another user's.
 		d.Username, d.Password = o.user, ""
 	}
-	if d.Username != "" && d.Password == "" {
+	if d.Username != "" && d.Password == "" && !discovered {
 		d.Password, _ = getenv("SOCKS6_PASSWORD")
 	}
 	if len(d.Username) > 255 || len(d.Password) > 255 {
