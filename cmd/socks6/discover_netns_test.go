@@ -14,38 +14,6 @@ import (
 	"github.com/socks6/socks6/internal/socks6test"
 )
 
-// dnsmasqIn runs dnsmasq as the DHCP server of ns on dev, answering
-// DHCPINFORM for 192.0.2.0/24, with extra options; it stops at the end of
-// the test.
-func dnsmasqIn(t *testing.T, ns *socks6test.NetNS, dev string, extra ...string) {
-	t.Helper()
-	bin, err := exec.LookPath("dnsmasq")
-	if err != nil {
-		t.Skip("no dnsmasq (.ci/run installs dnsmasq-base)")
-	}
-	dir := t.TempDir()
-	args := append([]string{"netns", "exec", ns.Name, bin, "--no-daemon", "--conf-file=/dev/null", "--port=0",
-		"--interface=" + dev, "--bind-interfaces", "--dhcp-range=192.0.2.0,static,255.255.255.0",
-		"--dhcp-leasefile=" + filepath.Join(dir, "leases"), "--pid-file=" + filepath.Join(dir, "pid"),
-		"--user=root", "--log-dhcp"}, extra...)
-	cmd := exec.Command("ip", args...)
-	var log socks6test.Buffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("dnsmasq:\n%s", log.String())
-		}
-	})
-	if !socks6test.WaitFor(5*time.Second, func() bool { return strings.Contains(log.String(), "DHCP, static leases only") }) {
-		t.Fatalf("dnsmasq did not start:\n%s", log.String())
-	}
-}
-
 // TestDiscoverDHCP: socks6d dhcp-option prints the option, dnsmasq (an
 // independent DHCP server) advertises it, and socks6 discover on a
 // client of that network finds the gateways. Two namespaces on a veth
@@ -90,7 +58,7 @@ func TestDiscoverDHCP(t *testing.T) {
 	}
 
 	t.Run("advertised", func(t *testing.T) {
-		dnsmasqIn(t, router, "r0", "--dhcp-option="+string(opt[1]))
+		socks6test.Dnsmasq(t, router, "r0", "--dhcp-option="+string(opt[1]))
 		r := discover(t, "-wait", "10s")
 		want := "socks6://192.0.2.1:1080 priority 10\nsocks6s://192.0.2.1:1443 priority 20 alpn socks6,socks5\n"
 		if r.code != 0 || r.stdout != want {
@@ -102,14 +70,14 @@ func TestDiscoverDHCP(t *testing.T) {
 		}
 	})
 	t.Run("not_advertised", func(t *testing.T) {
-		dnsmasqIn(t, router, "r0")
+		socks6test.Dnsmasq(t, router, "r0")
 		if r := discover(t, "-wait", "10s"); r.code != 1 || !strings.Contains(r.stderr, "no SOCKS gateway option") {
 			t.Errorf("discover: exit %d, stdout %q, stderr %q; want 1 and no gateway option", r.code, r.stdout, r.stderr)
 		}
 	})
 	t.Run("another_sites_224", func(t *testing.T) {
 		// Code 224 is site-specific: this network uses it for a string.
-		dnsmasqIn(t, router, "r0", "--dhcp-option=224,68:65:6c:6c:6f")
+		socks6test.Dnsmasq(t, router, "r0", "--dhcp-option=224,68:65:6c:6c:6f")
 		if r := discover(t, "-wait", "10s"); r.code != 1 || !strings.Contains(r.stderr, "does not parse") {
 			t.Errorf("discover: exit %d, stdout %q, stderr %q; want 1 and does not parse", r.code, r.stdout, r.stderr)
 		}
