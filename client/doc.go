@@ -45,8 +45,9 @@
 // "socks6s" (TLS) URL schemes with proxy.RegisterDialerType (see
 // [FromURL]).
 //
-// [DiscoverDHCPv4] asks the network's DHCP server which gateways it
-// advertises ("DHCPv4 Option"): a hint to check, never a credential.
+// [DiscoverDHCPv4] and [DiscoverDHCPv6] ask the network's DHCP servers
+// which gateways they advertise ("Discovery"): a hint to check, never a
+// credential.
 //
 // A [PacketConn] is a UDP association carried inside a control
 // connection ("UDP in the Stream"): a net.PacketConn whose datagrams
@@ -65,7 +66,7 @@
 // is closed ("Error Handling").
 //
 // Not implemented yet: BIND, UDP ASSOCIATE, TLS client certificates,
-// routes, resumption, and discovery by DHCPv6, PAC or DNS-SD; optimistic data after CONNECT; idle
+// routes, resumption, and discovery by PAC or DNS-SD; optimistic data after CONNECT; idle
 // keepalive PINGs.
 //
 // A Dialer, a Conn, a Session and a Listener are safe for concurrent use

@@ -69,6 +69,27 @@ func TestDiscoverDHCP(t *testing.T) {
 			t.Errorf("discover -server: exit %d, stdout %q; stderr %q", r.code, r.stdout, r.stderr)
 		}
 	})
+	t.Run("dhcpv6", func(t *testing.T) {
+		router.IP(t, "addr", "add", "2001:db8::1/64", "dev", "r0", "nodad")
+		cli.IP(t, "addr", "add", "2001:db8::2/64", "dev", "c0", "nodad")
+		out6, err := exec.Command(gwBin, "dhcp-option", "[2001:db8::1]:1080", "[2001:db8::1]:1443,tls,priority=20").Output()
+		if err != nil {
+			t.Fatalf("socks6d dhcp-option: %v", err)
+		}
+		line := regexp.MustCompile(`(?m)^dhcp-option=(vi-encap:.+)$`).FindSubmatch(out6)
+		if line == nil {
+			t.Fatalf("no dnsmasq DHCPv6 line in:\n%s", out6)
+		}
+		socks6test.Dnsmasq(t, router, "r0", "--dhcp-range=2001:db8::,static", "--dhcp-option="+string(line[1]))
+		r := discover(t, "-6", "-iface", "c0", "-wait", "10s")
+		want := "socks6://[2001:db8::1]:1080 priority 10\nsocks6s://[2001:db8::1]:1443 priority 20 alpn socks6,socks5\n"
+		if r.code != 0 || r.stdout != want {
+			t.Errorf("discover -6: exit %d, stdout %q, want %q; stderr %q", r.code, r.stdout, want, r.stderr)
+		}
+		if r := discover(t, "-6", "-iface", "c0", "-enterprise", "9", "-wait", "3s"); r.code != 1 || !strings.Contains(r.stderr, "no SOCKS gateway option") {
+			t.Errorf("discover -6 -enterprise 9: exit %d, stderr %q; want 1 and no gateway option", r.code, r.stderr)
+		}
+	})
 	t.Run("not_advertised", func(t *testing.T) {
 		socks6test.Dnsmasq(t, router, "r0")
 		if r := discover(t, "-wait", "10s"); r.code != 1 || !strings.Contains(r.stderr, "no SOCKS gateway option") {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/socks6/socks6/client"
+	"github.com/socks6/socks6/proto"
 )
 
 // Gateway discovery, when neither -proxy nor the environment names one:
@@ -45,18 +46,26 @@ func discover(ctx context.Context) (addr, how string, ok bool) {
 	for _, ip := range []string{"127.0.0.1", "::1"} {
 		round1 = append(round1, cand{net.JoinHostPort(ip, strconv.Itoa(discoverPort)), "on loopback"})
 	}
-	for _, r := range defaultRouters() {
+	routers := defaultRouters()
+	for _, r := range routers {
 		round3 = append(round3, cand{net.JoinHostPort(r, strconv.Itoa(discoverPort)), "on the default router"})
 	}
 	round2 := func() []cand {
+		// DHCPv4, and DHCPv6 on the link of an IPv6 default route, at
+		// once.
 		dctx, cancel := context.WithTimeout(ctx, dhcpTimeout)
 		defer cancel()
-		entries, err := client.DiscoverDHCPv4(dctx, client.DHCPOptions{Retry: dhcpTimeout / 2})
-		if err != nil {
-			return nil
+		var v4, v6 []proto.GatewayEntry
+		var wg sync.WaitGroup
+		wg.Go(func() { v4, _ = client.DiscoverDHCPv4(dctx, client.DHCPOptions{Retry: dhcpTimeout / 2}) })
+		if ifname := ipv6RouterLink(routers); ifname != "" {
+			wg.Go(func() {
+				v6, _ = client.DiscoverDHCPv6(dctx, client.DHCPv6Options{Interface: ifname, Retry: dhcpTimeout / 2})
+			})
 		}
+		wg.Wait()
 		var out []cand
-		for _, e := range entries {
+		for _, e := range append(v4, v6...) {
 			if !e.TLS() {
 				out = append(out, cand{netip.AddrPortFrom(e.Addr, e.Port).String(), "advertised by DHCP"})
 			}
@@ -84,6 +93,17 @@ func discover(ctx context.Context) (addr, how string, ok bool) {
 		}
 	}
 	return "", "", false
+}
+
+// ipv6RouterLink returns the interface of the first IPv6 default router
+// (a link-local next hop carries it as its zone), or "".
+func ipv6RouterLink(routers []string) string {
+	for _, r := range routers {
+		if _, zone, ok := strings.Cut(r, "%"); ok && zone != "" {
+			return zone
+		}
+	}
+	return ""
 }
 
 // probeSOCKS5 reports whether addr answers a SOCKS5 greeting.
