@@ -119,4 +119,3 @@ func DiscoverDHCPv6(ctx context.Context, o DHCPv6Options) ([]proto.GatewayEntry,
 		}
 	}
 }
-
