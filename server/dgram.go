@@ -603,6 +603,15 @@ func (ss *session) writeFrameBytesLocked(b []byte) error {
 // datagrams and bytes each way, drops, how long, and how it ended; or,
 // with a nil association, the refused request.
 func (ss *session) auditAssoc(a *streamAssoc, req proto.ExtRequest, err error) {
+	if on := ss.s.OnSession; on != nil {
+		r := SessionRecord{Command: "udp", Reply: proto.ReplySucceeded, User: ss.user, Err: err}
+		if a != nil {
+			r.BytesUp, r.BytesDown, r.Duration = a.up.Load(), a.down.Load(), time.Since(a.start)
+		} else if err != nil {
+			r.Reply = replyCode(err)
+		}
+		on(r)
+	}
 	log := ss.s.logger()
 	if !log.Enabled(context.Background(), slog.LevelInfo) {
 		return

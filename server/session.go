@@ -98,6 +98,7 @@ type session struct {
 	req     Request
 	hasReq  bool
 	replied bool
+	sent    proto.ReplyCode // the reply code sent, once replied
 	bound   string
 	up      int64
 	down    int64
@@ -146,7 +147,7 @@ func (ss *session) writeReply(code proto.ReplyCode, bound proto.Addr) error {
 		if code != proto.ReplySucceeded && ss.diag != "" {
 			r.Options = proto.Options{proto.DiagnosticOption(ss.diag)}
 		}
-		ss.replied = true
+		ss.replied, ss.sent = true, code
 		return ss.writeFrame(r)
 	}
 	var buf [32 + proto.MaxFQDNLen]byte
@@ -154,7 +155,7 @@ func (ss *session) writeReply(code proto.ReplyCode, bound proto.Addr) error {
 	if err != nil {
 		return err
 	}
-	ss.replied = true
+	ss.replied, ss.sent = true, code.SOCKS5()
 	_, err = ss.c.Write(b)
 	return err
 }
@@ -251,7 +252,11 @@ func (ss *session) audit(err error) {
 		return
 	}
 	if s.OnSession != nil {
-		s.OnSession(SessionRecord{Command: ss.cmdName(), Reply: code, User: ss.user, Upstream: ss.upstream,
+		sent := code
+		if ss.replied {
+			sent = ss.sent // not how a relay that followed ended
+		}
+		s.OnSession(SessionRecord{Command: ss.cmdName(), Reply: sent, User: ss.user, Upstream: ss.upstream,
 			BytesUp: ss.up, BytesDown: ss.down, Duration: time.Since(ss.start), Err: err})
 	}
 	if log := s.logger(); log.Enabled(context.Background(), slog.LevelInfo) {
@@ -263,11 +268,14 @@ func (ss *session) audit(err error) {
 // ended: what its audit record says, for metrics.
 type SessionRecord struct {
 	// Command is the session's command as the audit record names it
-	// ("connect", "bind", "udp", "take", "control", "tor-resolve", …),
-	// or "handshake" for a session that failed before its request.
+	// ("connect", "bind", "udp-associate", "take", "control",
+	// "tor-resolve", …), "udp" for a UDP association inside a control
+	// connection (one record each), or "handshake" for a session that
+	// failed before its request.
 	Command string
 	// Reply is the reply code the client was sent (the RFC 1928 code for
-	// a plain client).
+	// a plain client), whatever ended the session afterwards; for a
+	// session that ended before any reply, the code of why.
 	Reply proto.ReplyCode
 	// User is the authenticated user, or empty.
 	User string

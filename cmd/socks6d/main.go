@@ -249,6 +249,7 @@ type daemon struct {
 	listen        []string
 	tlsListen     []string
 	metricsListen []string
+	pacListen     []string
 	timeouts      config.Timeouts
 	handshakes    int
 }
@@ -258,7 +259,7 @@ type daemon struct {
 func (d *daemon) serve(cfg *config.Config, st server.Settings, sigs <-chan os.Signal) int {
 	d.logs.apply(cfg)
 	d.listen, d.tlsListen, d.timeouts, d.handshakes = cfg.Listen, cfg.TLS.Listen, cfg.Timeouts, cfg.Limits.Handshakes
-	d.metricsListen = cfg.MetricsListen
+	d.metricsListen, d.pacListen = cfg.MetricsListen, cfg.PAC.Listen
 	d.srv = &server.Server{
 		Settings:         st,
 		HandshakeTimeout: cfg.Timeouts.Handshake,
@@ -448,15 +449,19 @@ func (d *daemon) reload() {
 		slog.Warn("listen addresses are not reloadable; restart to apply", "running", d.listen, "configured", cfg.Listen)
 	}
 	if d.pac != nil && len(cfg.PAC.Listen) > 0 {
-		if pc, err := cfg.PACConfig(); err == nil && d.pac.Set(pc) == nil {
+		// The default proxy addresses come from the running listen
+		// addresses, which a reload does not change.
+		running := *cfg
+		running.Listen = d.listen
+		if pc, err := running.PACConfig(); err == nil && d.pac.Set(pc) == nil {
 			slog.Info("pac reloaded", "proxy", pc.Proxies)
 		}
 	}
 	if !slices.Equal(cfg.MetricsListen, d.metricsListen) {
-		slog.Warn("metrics.listen is not reloadable; restart to apply")
+		slog.Warn("metrics.listen is not reloadable; restart to apply", "running", d.metricsListen, "configured", cfg.MetricsListen)
 	}
-	if (d.pac == nil) != (len(cfg.PAC.Listen) == 0) {
-		slog.Warn("pac.listen is not reloadable; restart to apply")
+	if !slices.Equal(cfg.PAC.Listen, d.pacListen) {
+		slog.Warn("pac.listen is not reloadable; restart to apply", "running", d.pacListen, "configured", cfg.PAC.Listen)
 	}
 	if !slices.Equal(cfg.TLS.Listen, d.tlsListen) {
 		slog.Warn("tls.listen addresses are not reloadable; restart to apply", "running", d.tlsListen, "configured", cfg.TLS.Listen)

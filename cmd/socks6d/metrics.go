@@ -12,9 +12,10 @@ import (
 )
 
 // metrics are socks6d's Prometheus metrics, served by [metrics] at
-// /metrics. Labels carry commands, reply codes and upstream names only,
-// never users or addresses: their number stays small whatever the
-// traffic.
+// /metrics. Labels carry commands, reply codes and upstream names (an
+// upstream without a name is named by its configured host:port) only,
+// never users or clients' or destinations' addresses: their number stays
+// small whatever the traffic.
 type metrics struct {
 	reg      *prometheus.Registry
 	sessions *prometheus.CounterVec   // command, reply
@@ -45,7 +46,7 @@ func newMetrics(srv *server.Server) *metrics {
 	m.reg.MustRegister(m.sessions, m.upstream, m.bytes, m.duration,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "socks6d_sessions_active",
-			Help: "Sessions running now, those in their handshake included.",
+			Help: "Sessions that hold a place in the session limits now: past their request, not yet ended (those still in their handshake are not counted).",
 		}, func() float64 { return float64(srv.Sessions()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "socks6d_build_info",
@@ -78,5 +79,6 @@ func (m *metrics) record(r server.SessionRecord) {
 func (m *metrics) server() *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 8 << 10}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/common/model"
 	"golang.org/x/net/proxy"
 
+	"github.com/socks6/socks6/client"
 	"github.com/socks6/socks6/internal/socks6test"
 )
 
@@ -22,7 +23,7 @@ func TestMetrics(t *testing.T) {
 	users := filepath.Join(dir, "users")
 	setPassword(t, users, "alice", "a-pass")
 	cfg := filepath.Join(dir, "socks6d.toml")
-	writeFile(t, cfg, "listen = [\"127.0.0.1:0\"]\nusers_file = \"users\"\nlog_format = \"json\"\n[guard]\nallow_loopback = true\n[metrics]\nlisten = [\"127.0.0.1:0\"]\n")
+	writeFile(t, cfg, "listen = [\"127.0.0.1:0\"]\nusers_file = \"users\"\nlog_format = \"json\"\n[timeouts]\nidle = \"1s\"\n[guard]\nallow_loopback = true\n[metrics]\nlisten = [\"127.0.0.1:0\"]\n")
 	d := start(t, "-config", cfg)
 	rec, _ := d.waitRecord(0, "listening", func(r record) bool { return r["metrics"] == true })
 	gw, echo := d.addr(), echoServer(t)
@@ -32,7 +33,29 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	roundTrip(t, c, "12345")
+	// Left idle, the session ends at the 1 s idle timeout: still a
+	// session whose reply was "succeeded".
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the idle session was not ended")
+	}
 	c.Close()
+	// UDP inside the control connection: one association, counted as
+	// "udp" with its bytes.
+	d6 := &client.Dialer{ProxyAddress: gw, Username: "alice", Password: "a-pass"}
+	pc, err := d6.ListenPacket(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	uecho := socks6test.UDPEchoServer(t)
+	if _, err := pc.WriteTo([]byte("0123456789"), uecho); err != nil {
+		t.Fatal(err)
+	}
+	pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := pc.ReadFrom(make([]byte, 64)); err != nil {
+		t.Fatal(err)
+	}
+	pc.Close()
 	if _, err := dialVia(t, gw, &proxy.Auth{User: "alice", Password: "a-pass"}, closedPortOf(t)); err == nil {
 		t.Fatal("CONNECT to a closed port succeeded")
 	}
@@ -44,7 +67,8 @@ func TestMetrics(t *testing.T) {
 	ok := socks6test.WaitFor(10*time.Second, func() bool {
 		fams = scrape(t, "http://"+rec.str("addr")+"/metrics")
 		return value(fams, "socks6d_sessions_total", "command=handshake") >= 1 &&
-			value(fams, "socks6d_sessions_total", "command=connect", "reply=succeeded") == 1
+			value(fams, "socks6d_sessions_total", "command=connect", "reply=succeeded") == 1 &&
+			value(fams, "socks6d_sessions_total", "command=udp", "reply=succeeded") == 1
 	})
 	if !ok {
 		t.Fatalf("metrics never counted the sessions: %v", fams["socks6d_sessions_total"])
@@ -55,8 +79,8 @@ func TestMetrics(t *testing.T) {
 		min    float64
 	}{
 		{"socks6d_sessions_total", []string{"command=connect", "reply=connection refused"}, 1},
-		{"socks6d_relayed_bytes_total", []string{"direction=up"}, 5},
-		{"socks6d_relayed_bytes_total", []string{"direction=down"}, 5},
+		{"socks6d_relayed_bytes_total", []string{"direction=up"}, 15},
+		{"socks6d_relayed_bytes_total", []string{"direction=down"}, 15},
 		{"socks6d_session_duration_seconds_count", []string{"command=connect"}, 2},
 		{"socks6d_build_info", nil, 1},
 		{"go_goroutines", nil, 1},

@@ -42,6 +42,14 @@ func TestPAC(t *testing.T) {
 	if _, body := get("/proxy.pac"); !strings.Contains(body, "192.0.2.9:1080") || strings.Contains(body, "lan.example") {
 		t.Errorf("after reload:\n%s", body)
 	}
+	// pac.listen is not reloadable: a change is a warning, and the
+	// running address keeps serving.
+	writeFile(t, cfg, strings.Replace(base, "[pac]\nlisten = [\"127.0.0.1:0\"]", "[pac]\nlisten = [\"127.0.0.1:1\"]", 1)+"proxy = [\"192.0.2.9:1080\"]\n")
+	d.signal(syscall.SIGHUP)
+	d.waitRecord(0, "pac.listen is not reloadable; restart to apply", nil)
+	if _, body := get("/proxy.pac"); !strings.Contains(body, "192.0.2.9:1080") {
+		t.Errorf("after a pac.listen change:\n%s", body)
+	}
 }
 
 // TestPACBadConfig: a [pac] section that cannot make a file stops the

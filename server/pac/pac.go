@@ -63,10 +63,14 @@ func (c Config) Script() (string, error) {
 	b.WriteString("function FindProxyForURL(url, host) {\n")
 	b.WriteString("\thost = host.toLowerCase();\n")
 	b.WriteString("\tif (host.charAt(0) == \"[\") host = host.substring(1, host.length - 1);\n")
+	b.WriteString("\tif (host.charAt(host.length - 1) == \".\") host = host.substring(0, host.length - 1); // a fully qualified name\n")
 	ret := fmt.Sprintf("return %q;", strings.Join(proxies, "; "))
 	// Addresses first: an IPv6 address has no dot, which isPlainHostName
 	// would take for a plain name.
 	b.WriteString("\tif (host.indexOf(\":\") >= 0) {\n")
+	// Loopback and link-local without isInNetEx, which only some
+	// engines have; the configured IPv6 networks need it.
+	b.WriteString("\t\tif (host == \"::1\" || /^fe[89ab][0-9a-f]:/.test(host)) return \"DIRECT\";\n")
 	b.WriteString("\t\tif (typeof isInNetEx == \"function\") {\n")
 	for _, p := range nets {
 		if p.Addr().Is6() && !p.Addr().Is4In6() {

@@ -70,12 +70,34 @@ func TestScript(t *testing.T) {
 		{"notlan.example", proxy},
 		{"NAS.LAN.EXAMPLE", "DIRECT"},
 		{"::1", "DIRECT"},
+		{"localhost.", "DIRECT"},
+		{"printer.local.", "DIRECT"},
+		{"NAS.LAN.EXAMPLE.", "DIRECT"},
+		{"intranet.", "DIRECT"},
+		{"example.com.", proxy},
 		{"fe80::1", "DIRECT"},
 		{"2001:db8:7::1", proxy},
 	} {
 		got := pacparser(t, script, []string{tc.host})
 		if got[0] != tc.want {
 			t.Errorf("%s: %q, want %q", tc.host, got[0], tc.want)
+		}
+	}
+}
+
+// TestScriptWithoutIsInNetEx: in an engine without Microsoft's IPv6
+// extensions, IPv6 loopback and link-local addresses still go direct.
+func TestScriptWithoutIsInNetEx(t *testing.T) {
+	script, err := Config{Proxies: []string{"192.0.2.1:1080"}}.Script()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script = "isInNetEx = undefined;\n" + script
+	got := pacparser(t, script, []string{"::1", "fe80::1", "FE80::abcd", "2001:db8::1"})
+	want := []string{"DIRECT", "DIRECT", "DIRECT", "SOCKS5 192.0.2.1:1080; SOCKS 192.0.2.1:1080"}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("%d: %q, want %q", i, got[i], want[i])
 		}
 	}
 }
