@@ -82,6 +82,16 @@ func TestTLSGateway(t *testing.T) {
 			t.Errorf("the gateway logged %d stream UDP associations, want 2", since(udpRecords(l.gw, "stream"), t0))
 		}
 	})
+	t.Run("isolate", func(t *testing.T) {
+		// The strict mode's stack dials each connection with the client
+		// library, TLS included; its UDP (classic UDP ASSOCIATE) is
+		// refused rather than sent outside TLS.
+		target := l.target("example.test", l.httpPort)
+		p := run(t, runOpts{}, []string{"-isolate"}, curl, "-sS", "--max-time", "10", l.url("example.test", l.httpPort, "/iso-tls"))
+		expectExit(t, p, 0)
+		expectContains(t, "curl", p.stdout.String(), wantBody(target, "/iso-tls"))
+		l.waitSession(target)
+	})
 	t.Run("published_server", func(t *testing.T) {
 		py := needPython(t)
 		www := filepath.Join(l.dir, "www-tls")
