@@ -104,22 +104,44 @@ func DiscoverDHCPv4(ctx context.Context, o DHCPOptions) ([]proto.GatewayEntry, e
 	if err != nil {
 		return nil, fmt.Errorf("socks: DHCPINFORM: %w", err)
 	}
-	packet := req.ToBytes()
-	to := net.UDPAddrFromAddrPort(dst)
-	buf := make([]byte, 1500)
-	sawAnswer := false
+	return askDHCP(ctx, pc, req.ToBytes(), net.UDPAddrFromAddrPort(dst), retry, "DHCP", ifi.Name,
+		func(b []byte, from net.Addr) ([]proto.GatewayEntry, bool, error) {
+			ack, err := dhcpv4.FromBytes(b)
+			if err != nil || ack.TransactionID != req.TransactionID || ack.OpCode != dhcpv4.OpcodeBootReply ||
+				ack.MessageType() != dhcpv4.MessageTypeAck {
+				return nil, false, nil // not the answer to our question
+			}
+			if o.Server.IsValid() && !fromServer(from, ack, o.Server.Unmap()) {
+				return nil, false, nil // asked one server, answered by another
+			}
+			v := ack.Options.Get(dhcpv4.GenericOptionCode(code))
+			if v == nil {
+				return nil, true, ErrNoGatewayOption
+			}
+			entries, err := proto.ParseGatewayEntries(v, false)
+			if err != nil {
+				return nil, true, fmt.Errorf("%w: option %d does not parse (%v)", ErrNoGatewayOption, code, err)
+			}
+			return entries, true, nil
+		})
+}
+
+// askDHCP sends packet to to on pc every retry until ctx ends, and hands
+// each datagram that comes back to answer: ours false for one that is not
+// the answer to this question (ignored), else the entries or the error
+// that end the discovery. The entries come back by priority. what and
+// ifname name the protocol and the interface in errors.
+func askDHCP(ctx context.Context, pc net.PacketConn, packet []byte, to net.Addr, retry time.Duration, what, ifname string,
+	answer func(b []byte, from net.Addr) (entries []proto.GatewayEntry, ours bool, err error)) ([]proto.GatewayEntry, error) {
+	buf := make([]byte, 4096)
 	for {
 		if _, err := pc.WriteTo(packet, to); err != nil {
-			return nil, fmt.Errorf("socks: sending DHCPINFORM to %v: %w", dst, err)
+			return nil, fmt.Errorf("socks: sending a %s request on %s: %w", what, ifname, err)
 		}
-		next := time.Now().Add(retry)
+		pc.SetReadDeadline(time.Now().Add(retry))
 		for {
-			pc.SetReadDeadline(next)
 			if ctx.Err() != nil {
-				if sawAnswer {
-					return nil, ErrNoGatewayOption
-				}
-				return nil, fmt.Errorf("socks: no DHCP answer on %s: %w", ifi.Name, ctx.Err())
+				return nil, fmt.Errorf("socks: no %s answer on %s: %w", what, ifname, ctx.Err())
 			}
 			n, from, err := pc.ReadFrom(buf)
 			if err != nil {
@@ -129,24 +151,14 @@ func DiscoverDHCPv4(ctx context.Context, o DHCPOptions) ([]proto.GatewayEntry, e
 				if ctx.Err() != nil {
 					continue // reported above
 				}
-				return nil, fmt.Errorf("socks: DHCP discovery: %w", err)
+				return nil, fmt.Errorf("socks: %s discovery: %w", what, err)
 			}
-			ack, err := dhcpv4.FromBytes(buf[:n])
-			if err != nil || ack.TransactionID != req.TransactionID || ack.OpCode != dhcpv4.OpcodeBootReply ||
-				ack.MessageType() != dhcpv4.MessageTypeAck {
-				continue // not the answer to our question
+			entries, ours, err := answer(buf[:n], from)
+			if !ours {
+				continue
 			}
-			if o.Server.IsValid() && !fromServer(from, ack, o.Server.Unmap()) {
-				continue // asked one server, answered by another
-			}
-			sawAnswer = true
-			v := ack.Options.Get(dhcpv4.GenericOptionCode(code))
-			if v == nil {
-				return nil, ErrNoGatewayOption
-			}
-			entries, err := proto.ParseGatewayEntries(v, false)
 			if err != nil {
-				return nil, fmt.Errorf("%w: option %d does not parse (%v)", ErrNoGatewayOption, code, err)
+				return nil, err
 			}
 			return byPriority(entries), nil
 		}

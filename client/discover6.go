@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"syscall"
 	"time"
 
@@ -69,53 +68,27 @@ func DiscoverDHCPv6(ctx context.Context, o DHCPv6Options) ([]proto.GatewayEntry,
 	}
 	req.AddOption(dhcpv6.OptRequestedOption(dhcpv6.OptionVendorOpts))
 	req.AddOption(dhcpv6.OptElapsedTime(0))
-	packet := req.ToBytes()
 	to := &net.UDPAddr{IP: net.ParseIP("ff02::1:2"), Port: 547, Zone: ifi.Name}
-	buf := make([]byte, 4096)
-	sawAnswer := false
-	for {
-		if _, err := pc.WriteTo(packet, to); err != nil {
-			return nil, fmt.Errorf("socks: sending a DHCPv6 Information-request on %s: %w", ifi.Name, err)
-		}
-		next := time.Now().Add(retry)
-		for {
-			pc.SetReadDeadline(next)
-			if ctx.Err() != nil {
-				if sawAnswer {
-					return nil, ErrNoGatewayOption
-				}
-				return nil, fmt.Errorf("socks: no DHCPv6 answer on %s: %w", ifi.Name, ctx.Err())
-			}
-			n, _, err := pc.ReadFrom(buf)
+	return askDHCP(ctx, pc, req.ToBytes(), to, retry, "DHCPv6", ifi.Name,
+		func(b []byte, _ net.Addr) ([]proto.GatewayEntry, bool, error) {
+			d, err := dhcpv6.FromBytes(b)
 			if err != nil {
-				if ctx.Err() == nil && errors.Is(err, os.ErrDeadlineExceeded) {
-					break
-				}
-				if ctx.Err() != nil {
-					continue
-				}
-				return nil, fmt.Errorf("socks: DHCPv6 discovery: %w", err)
-			}
-			d, err := dhcpv6.FromBytes(buf[:n])
-			if err != nil {
-				continue
+				return nil, false, nil
 			}
 			rep, ok := d.(*dhcpv6.Message)
 			if !ok || rep.MessageType != dhcpv6.MessageTypeReply || rep.TransactionID != req.TransactionID {
-				continue // not the answer to our question
+				return nil, false, nil // not the answer to our question
 			}
-			sawAnswer = true
 			for _, opt := range rep.Options.Get(dhcpv6.OptionVendorOpts) {
 				entries, err := proto.ParseDHCPv6VendorGateways(opt.ToBytes(), ent)
 				if errors.Is(err, proto.ErrNoGatewaySubOption) {
 					continue // another vendor's
 				}
 				if err != nil {
-					return nil, fmt.Errorf("%w: the vendor option of enterprise %d does not parse (%v)", ErrNoGatewayOption, ent, err)
+					return nil, true, fmt.Errorf("%w: the vendor option of enterprise %d does not parse (%v)", ErrNoGatewayOption, ent, err)
 				}
-				return byPriority(entries), nil
+				return entries, true, nil
 			}
-			return nil, ErrNoGatewayOption
-		}
-	}
+			return nil, true, ErrNoGatewayOption
+		})
 }
