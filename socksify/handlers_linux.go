@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/socks6/socks6/client"
+	"github.com/socks6/socks6/internal/relay"
 	"github.com/socks6/socks6/proto"
 	"golang.org/x/sys/unix"
 )
@@ -470,7 +472,9 @@ func (sup *supervisor) handshakeTLS(ctx context.Context, c call, dup int, si soc
 			connected = true // perhaps: answerConnect disconnects it
 			gc.Close()
 		} else {
-			sup.tlsRel.start(local, gc)
+			// The TLS connection itself, which the relay closes under
+			// crypto/tls (client.Conn reads nothing past the reply).
+			sup.tlsRel.Start(local, gc.(*client.Conn).Conn, relay.Options{}, nil)
 		}
 	}
 	sup.answerConnect(c, dup, si, dst, target, err, connected)

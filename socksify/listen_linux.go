@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"github.com/socks6/socks6/client"
+	"github.com/socks6/socks6/internal/relay"
 	"golang.org/x/sys/unix"
 )
 
@@ -373,7 +374,7 @@ func (m *listenMgr) takeDoorbell(peer netip.AddrPort) *doorbell {
 // detach returns a duplicate of the caller's socket, which the
 // supervisor owns, and closes the client library's; for a caller taken
 // over TLS, the far end of a loopback connection that rel relays to it.
-func (db *doorbell) detach(rel *tlsRelays) (int, error) {
+func (db *doorbell) detach(rel *relay.Group) (int, error) {
 	if _, ok := db.gw.Conn.(*tls.Conn); ok {
 		// A TLS stream cannot be handed over: the program gets a
 		// loopback connection to the supervisor, which relays.
@@ -384,7 +385,7 @@ func (db *doorbell) detach(rel *tlsRelays) (int, error) {
 			db.gw.Close()
 			return -1, err
 		}
-		rel.start(local, db.gw)
+		rel.Start(local, db.gw.Conn, relay.Options{}, nil)
 		return fd, nil
 	}
 	sc, ok := db.gw.Conn.(syscall.Conn)

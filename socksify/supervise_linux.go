@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/socks6/socks6/client"
+	"github.com/socks6/socks6/internal/relay"
 	"golang.org/x/sys/unix"
 )
 
@@ -458,7 +459,7 @@ type supervisor struct {
 	onListen  func(ListenEvent)
 	timeout   time.Duration // bounds reaching the gateway plus the handshake; negative: none
 	plain     bool          // CONNECT in plain SOCKS5, pipelined (socks5Request); else client.Dialer.Handshake
-	tlsRel    tlsRelays     // connections to a TLS gateway, relayed (tlsrelay_linux.go)
+	tlsRel    relay.Group   // connections to a TLS gateway, relayed (tlsrelay_linux.go)
 
 	ctx    context.Context // parent of the handshakes' contexts; cancelled by shutdown
 	cancel context.CancelFunc
@@ -470,7 +471,7 @@ type supervisor struct {
 func (sup *supervisor) shutdown() {
 	sup.cancel()
 	sup.wg.Wait()
-	sup.tlsRel.close()
+	sup.tlsRel.Close()
 	if sup.warm != nil {
 		sup.warm.wait()
 	}

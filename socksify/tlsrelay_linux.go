@@ -18,61 +18,10 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
-	"github.com/socks6/socks6/internal/relay"
 	"golang.org/x/sys/unix"
 )
-
-// tlsRelays holds the supervisor's relays to a TLS gateway, so that
-// shutdown can end those the program left open.
-type tlsRelays struct {
-	mu     sync.Mutex
-	live   map[*relay.Session]struct{}
-	closed bool
-}
-
-// start relays between local and gw until both directions end.
-func (r *tlsRelays) start(local, gw net.Conn) {
-	var rs *relay.Session
-	ready := make(chan struct{})
-	rs = relay.Start(local, gw, relay.Options{}, func(relay.Stats, error) {
-		// Called once, from the relay's goroutine (maybe before Start
-		// returned): forget rs once it has been recorded.
-		go func() {
-			<-ready
-			r.mu.Lock()
-			delete(r.live, rs)
-			r.mu.Unlock()
-		}()
-	})
-	r.mu.Lock()
-	closed := r.closed
-	if !closed {
-		if r.live == nil {
-			r.live = map[*relay.Session]struct{}{}
-		}
-		r.live[rs] = struct{}{}
-	}
-	r.mu.Unlock()
-	close(ready)
-	if closed {
-		rs.Close()
-	}
-}
-
-// close ends every relay.
-func (r *tlsRelays) close() {
-	r.mu.Lock()
-	r.closed = true
-	live := r.live
-	r.live = nil
-	r.mu.Unlock()
-	for rs := range live {
-		rs.Close()
-	}
-}
 
 // loopbackFor returns the loopback address a socket of the domain and
 // v6only setting can connect to, and the network to listen on for it.

@@ -51,7 +51,6 @@ func listen(ctx context.Context, d *client.Dialer, o listenOptions, timeout time
 		to:     o.to,
 		dialer: net.Dialer{Timeout: timeout},
 		log:    log,
-		relays: make(map[*relay.Session]struct{}),
 	}
 	return p.serve(ctx, ln, publicAddr(ln.PublicAddrs(), ln.Addr(), d.ProxyAddress), stdout)
 }
@@ -88,9 +87,7 @@ type publisher struct {
 	log    *logger
 
 	wg     sync.WaitGroup // the callers' goroutines
-	mu     sync.Mutex
-	relays map[*relay.Session]struct{} // running relays (mu)
-	closed bool                        // no new relays (mu)
+	relays relay.Group    // the callers' relays
 }
 
 // serve announces pub, then takes callers until ctx ends or ln fails; it
@@ -104,7 +101,7 @@ func (p *publisher) serve(ctx context.Context, ln *client.Listener, pub string, 
 		err = p.acceptLoop(ctx, ln, pub)
 	}
 	ln.Close()
-	p.closeRelays()
+	p.relays.Close()
 	p.wg.Wait()
 	if p.log.verbose {
 		st := ln.Stats()
@@ -136,7 +133,7 @@ func (p *publisher) acceptLoop(ctx context.Context, ln *client.Listener, pub str
 }
 
 // serveCaller connects caller c to the local service and relays until
-// both directions end, or closeRelays stops it. It closes c.
+// both directions end, or serve closes the relays. It closes c.
 func (p *publisher) serveCaller(ctx context.Context, c net.Conn) {
 	caller := c.RemoteAddr()
 	local, err := p.dialer.DialContext(ctx, "tcp", p.to)
@@ -152,15 +149,11 @@ func (p *publisher) serveCaller(ctx context.Context, c net.Conn) {
 	done := make(chan struct{})
 	var st relay.Stats
 	var rerr error
-	s := relay.Start(rawConn(c), local, relay.Options{}, func(s relay.Stats, err error) {
+	p.relays.Start(rawConn(c), local, relay.Options{}, func(s relay.Stats, err error) {
 		st, rerr = s, err
 		close(done)
 	})
-	if !p.track(s) {
-		s.Close()
-	}
 	<-done
-	p.untrack(s)
 	if rerr != nil && !errors.Is(rerr, net.ErrClosed) {
 		p.log.printf("caller %s: %v (%d bytes in, %d out, %v)", caller, rerr, st.Up, st.Down, time.Since(start).Round(time.Millisecond))
 		return
@@ -178,34 +171,4 @@ func rawConn(c net.Conn) net.Conn {
 		}
 	}
 	return c
-}
-
-// track records a running relay; it returns false once closeRelays has
-// run, and the caller then closes the relay itself.
-func (p *publisher) track(s *relay.Session) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return false
-	}
-	p.relays[s] = struct{}{}
-	return true
-}
-
-func (p *publisher) untrack(s *relay.Session) {
-	p.mu.Lock()
-	delete(p.relays, s)
-	p.mu.Unlock()
-}
-
-// closeRelays ends every running relay and keeps new ones from starting.
-func (p *publisher) closeRelays() {
-	p.mu.Lock()
-	p.closed = true
-	relays := p.relays
-	p.relays = nil
-	p.mu.Unlock()
-	for s := range relays {
-		s.Close()
-	}
 }
