@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socks6/socks6/internal/socks6test"
 	"golang.org/x/sys/unix"
 )
 
@@ -237,12 +238,32 @@ print("uid:", os.getuid())
 		expectExit(t, p, 0)
 		expectContains(t, "curl", p.stdout.String(), wantBody(target, "/lo-ns"))
 	})
+	// UDP in the stream (socks6d offers it), and classic UDP ASSOCIATE
+	// with a plain SOCKS5 gateway (socks5://).
 	t.Run("udp", func(t *testing.T) {
 		needUDP(t)
+		t0 := time.Now()
 		p := l.isolate(runOpts{}, goclientBin, "udp", l.target("udp.test", l.udpPort), "ping-from-isolate")
 		expectExit(t, p, 0)
 		if !strings.Contains(p.stdout.String(), `"echo:ping-from-isolate"`) {
 			t.Errorf("no UDP echo in %q", p.stdout.String())
+		}
+		if !socks6test.WaitFor(5*time.Second, func() bool { return since(udpRecords(l.gw, "stream"), t0) >= 1 }) {
+			t.Errorf("the gateway logged no UDP association in the stream")
+		}
+	})
+	t.Run("udp_classic", func(t *testing.T) {
+		needUDP(t)
+		t0 := time.Now()
+		p := l.start(runOpts{}, socksifyBin, "-isolate", "-proxy", "socks5://"+l.gw.addr, "-v", "--",
+			goclientBin, "udp", l.target("udp.test", l.udpPort), "classic-from-isolate").wait()
+		l.checkNoLeak(p.desc)
+		expectExit(t, p, 0)
+		if !strings.Contains(p.stdout.String(), `"echo:classic-from-isolate"`) {
+			t.Errorf("no UDP echo in %q", p.stdout.String())
+		}
+		if !socks6test.WaitFor(5*time.Second, func() bool { return since(udpRecords(l.gw, "classic"), t0) >= 1 }) {
+			t.Errorf("the gateway logged no UDP ASSOCIATE")
 		}
 	})
 	// Raw sockets cannot go around the gateway: the namespace has no

@@ -91,6 +91,11 @@ func TestTLSGateway(t *testing.T) {
 		expectExit(t, p, 0)
 		expectContains(t, "curl", p.stdout.String(), wantBody(target, "/iso-tls"))
 		l.waitSession(target)
+		// Its UDP goes in the stream, inside TLS.
+		needUDP(t)
+		p = run(t, runOpts{}, []string{"-isolate"}, goclientBin, "udp", l.target("udp.test", l.udpPort), "tls-isolate")
+		expectExit(t, p, 0)
+		expectContains(t, "udp echo", p.stdout.String(), `"echo:tls-isolate"`)
 	})
 	t.Run("published_server", func(t *testing.T) {
 		py := needPython(t)

@@ -24,8 +24,10 @@
 //   - DNS: UDP to port 53 of any address, and the nameservers of
 //     /etc/resolv.conf that are on loopback (the namespace has its own
 //     loopback), are answered with fake addresses by socksify.FakeDNS.
-//   - Other UDP: one UDP ASSOCIATE per flow (source and destination),
-//     ended after a minute without traffic.
+//   - Other UDP: one association per flow (source and destination),
+//     ended after a minute without traffic: UDP in the stream when the
+//     gateway offers it, else a UDP ASSOCIATE (not through a TLS
+//     gateway).
 //   - The namespace's addresses are 192.0.0.8/32 (RFC 7600's IPv4 dummy
 //     address) and fd00:5eed:0:1::1/128; its loopback is its own, so a
 //     program cannot reach services on the host's loopback (the gateway

@@ -35,8 +35,9 @@ const DefaultMTU = 65520
 // Config configures the isolate mode.
 type Config struct {
 	// Dialer reaches the gateway; it is required. Every TCP connection
-	// is one Dialer.DialContext, and every UDP flow one plain SOCKS5 UDP
-	// ASSOCIATE with its ProxyAddress and credentials.
+	// is one Dialer.DialContext, and every UDP flow one Dialer.ListenPacket
+	// (UDP in the stream), or, with a gateway without it, one plain SOCKS5
+	// UDP ASSOCIATE with its ProxyAddress and credentials.
 	Dialer *client.Dialer
 
 	// MTU is the TUN device's MTU; 0 means DefaultMTU.

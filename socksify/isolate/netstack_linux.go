@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,6 +56,9 @@ type netstack struct {
 	own  *owners // nil unless cfg.OnConnect is set
 	fwd  *tcp.Forwarder
 	syns synTable
+	// noStream is set once the gateway has refused UDP in the stream
+	// (a plain SOCKS5 gateway): flows then use UDP ASSOCIATE.
+	noStream atomic.Bool
 
 	// Handlers run on goroutines of the stack's; they count in wg from
 	// enter on, so that close waits for them (and for what they start)
@@ -488,7 +492,7 @@ func (n *netstack) relayUDP(uc *gonet.UDPConn, src, dst netip.AddrPort) {
 		return
 	}
 	ev.Target = target
-	a, err := associate(n.ctx, n.cfg.Dialer)
+	f, err := n.openFlow(taddr, target)
 	ev.Duration = time.Since(start)
 	fill(&ev)
 	if err != nil {
@@ -497,50 +501,36 @@ func (n *netstack) relayUDP(uc *gonet.UDPConn, src, dst netip.AddrPort) {
 		return
 	}
 	n.event(ev)
-	if !n.open.add(a) {
-		a.Close()
+	if !n.open.add(f) {
+		f.Close()
 		return
 	}
-	defer n.open.remove(a)
-	defer a.Close()
+	defer n.open.remove(f)
+	defer f.Close()
 
 	var idleMu sync.Mutex
 	last := time.Now()
 	touch := func() { idleMu.Lock(); last = time.Now(); idleMu.Unlock() }
 	idleFor := func() time.Duration { idleMu.Lock(); defer idleMu.Unlock(); return time.Since(last) }
 
-	// Gateway → program.
+	// Gateway → program, until the flow ends (its association does).
 	go func() {
 		buf := make([]byte, 65535)
 		for {
-			k, err := a.udp.Read(buf)
+			k, err := f.recv(buf)
 			if err != nil {
 				uc.Close()
 				return
 			}
-			h, off, err := proto.ParseUDPHeader(buf[:k])
-			if err != nil || h.Frag != 0 {
-				continue
-			}
 			touch()
-			uc.Write(buf[off:k])
+			uc.Write(buf[:k])
 		}
 	}()
-	// The association ends with its TCP connection.
-	go func() {
-		io.Copy(io.Discard, a.ctrl)
-		uc.Close()
-	}()
 	// Program → gateway.
-	hdr, err := proto.UDPHeader{Addr: taddr}.AppendBinary(nil)
-	if err != nil {
-		return
-	}
-	buf := make([]byte, len(hdr)+65535)
-	copy(buf, hdr)
+	buf := make([]byte, 65535)
 	for {
 		uc.SetReadDeadline(time.Now().Add(udpIdle))
-		k, err := uc.Read(buf[len(hdr):])
+		k, err := uc.Read(buf)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && idleFor() < udpIdle {
@@ -549,9 +539,97 @@ func (n *netstack) relayUDP(uc *gonet.UDPConn, src, dst netip.AddrPort) {
 			return
 		}
 		touch()
-		a.udp.Write(buf[:len(hdr)+k])
+		f.send(buf[:k])
 	}
 }
+
+// A udpFlow carries one flow's datagrams to and from its destination
+// through the gateway.
+type udpFlow interface {
+	send(b []byte) error          // a datagram to the destination
+	recv(buf []byte) (int, error) // the next datagram from it; an error once the flow is over
+	Close() error
+}
+
+// openFlow opens a flow to taddr (target as text): UDP in the stream,
+// whose datagrams travel inside the TCP (or TLS) connection to the
+// gateway, when the gateway offers it; else a UDP ASSOCIATE, except
+// through a TLS gateway, whose datagrams would then travel outside TLS.
+func (n *netstack) openFlow(taddr proto.Addr, target string) (udpFlow, error) {
+	d := n.cfg.Dialer
+	if d.Extensions != client.ExtOff && !n.noStream.Load() {
+		pc, err := d.ListenPacket(n.ctx)
+		if err == nil {
+			return &streamFlow{pc: pc, to: client.NamedAddr(target)}, nil
+		}
+		if !errors.Is(err, client.ErrNoExtensions) || d.Extensions == client.ExtRequire {
+			return nil, err
+		}
+		n.noStream.Store(true) // a plain gateway: do not ask again
+	}
+	a, err := associate(n.ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	hdr, err := proto.UDPHeader{Addr: taddr}.AppendBinary(nil)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	// The association ends with its TCP connection.
+	go func() {
+		io.Copy(io.Discard, a.ctrl)
+		a.udp.Close()
+	}()
+	return &classicFlow{a: a, hdr: hdr, out: make([]byte, 0, len(hdr)+65535)}, nil
+}
+
+// streamFlow is a flow through UDP in the stream.
+type streamFlow struct {
+	pc *client.PacketConn
+	to net.Addr
+}
+
+func (f *streamFlow) send(b []byte) error {
+	_, err := f.pc.WriteTo(b, f.to)
+	return err
+}
+
+func (f *streamFlow) recv(buf []byte) (int, error) {
+	n, _, err := f.pc.ReadFrom(buf)
+	return n, err
+}
+
+func (f *streamFlow) Close() error { return f.pc.Close() }
+
+// classicFlow is a flow through a UDP ASSOCIATE.
+type classicFlow struct {
+	a   *association
+	hdr []byte
+	out []byte // the send buffer: hdr, then the datagram (one sender)
+}
+
+func (f *classicFlow) send(b []byte) error {
+	f.out = append(append(f.out[:0], f.hdr...), b...)
+	_, err := f.a.udp.Write(f.out)
+	return err
+}
+
+func (f *classicFlow) recv(buf []byte) (int, error) {
+	for {
+		k, err := f.a.udp.Read(buf)
+		if err != nil {
+			return 0, err
+		}
+		h, off, err := proto.ParseUDPHeader(buf[:k])
+		if err != nil || h.Frag != 0 {
+			continue
+		}
+		return copy(buf, buf[off:k]), nil
+	}
+}
+
+func (f *classicFlow) Close() error { return f.a.Close() }
 
 // An association is one plain SOCKS5 UDP ASSOCIATE: its TCP connection
 // and a UDP socket connected to the gateway's relay.
