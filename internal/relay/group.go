@@ -51,7 +51,9 @@ func (g *Group) Start(a, b net.Conn, opt Options, done func(Stats, error)) *Sess
 }
 
 // Close ends every running session of g, and those started later. It
-// does not wait for their done.
+// does not wait for a session whose direction is running to call done;
+// but a parked session ends within Close, whose caller then runs its done:
+// Close must not be called holding a lock that a done takes.
 func (g *Group) Close() {
 	g.mu.Lock()
 	g.closed = true
@@ -63,7 +65,8 @@ func (g *Group) Close() {
 	}
 }
 
-// Len returns the number of sessions running.
+// Len returns the number of sessions g holds: started, not yet done,
+// and not yet handed to Close.
 func (g *Group) Len() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -558,7 +558,14 @@ type udpFlow interface {
 func (n *netstack) openFlow(taddr proto.Addr, target string) (udpFlow, error) {
 	d := n.cfg.Dialer
 	if d.Extensions != client.ExtOff && !n.noStream.Load() {
-		pc, err := d.ListenPacket(n.ctx)
+		ctx := n.ctx
+		if d.Timeout <= 0 {
+			// The Dialer bounds nothing then: the default, as for TCP.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, dialTimeout)
+			defer cancel()
+		}
+		pc, err := d.ListenPacket(ctx)
 		if err == nil {
 			return &streamFlow{pc: pc, to: client.NamedAddr(target)}, nil
 		}
