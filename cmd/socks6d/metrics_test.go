@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -138,16 +139,11 @@ func rawScrape(t *testing.T, url string) string {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := res.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("read metrics: %v", err)
 	}
-	return b.String()
+	return string(b)
 }
 
 // value sums the samples of name whose labels include every k=v given.
