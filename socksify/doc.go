@@ -86,6 +86,12 @@
 //     are waiting when the program polls for them. recvfrom, recvmsg and
 //     recvmmsg on a socket that sent queries report the server the program addressed as the source
 //     (musl's resolver checks it); ancillary data is dropped there.
+//   - getaddrinfo in a dynamically linked program: answered in the
+//     program itself, for the names the fake DNS would fake, by a small
+//     library loaded with LD_PRELOAD (preload.go; NoPreload turns it
+//     off). It writes the name to a table it shares with the supervisor
+//     and returns the fake address of that slot, so the lookup traps
+//     nothing; everything else goes to the C library and the fake DNS.
 //   - getpeername on a socket the supervisor connected: the address the
 //     program asked for (the fake address and port, or the literal).
 //     getsockname is not trapped (unless Publish): it reports the

@@ -44,6 +44,11 @@ type fakeTable struct {
 	// before use, when the gateway has no IPv4 address.
 	prefer6 bool
 	now     func() time.Time // time.Now; tests replace it
+
+	// ext, if not nil, owns the indexes from preloadBase up: the
+	// preload library's table (preload.go), which hands them out itself.
+	// Set before use, with max below preloadBase.
+	ext func(idx uint32) (string, bool)
 }
 
 type fakeEntry struct {
@@ -151,6 +156,9 @@ func (t *fakeTable) name(ip netip.Addr) (string, bool) {
 	idx, ok := fakeIndex(ip)
 	if !ok {
 		return "", false
+	}
+	if t.ext != nil && idx >= preloadBase {
+		return t.ext(idx)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -115,15 +115,32 @@ func (s *Supervisor) Start(ctx context.Context, path string, argv []string, attr
 	if sup.timeout == 0 {
 		sup.timeout = defaultHandshakeTimeout
 	}
+	if !s.NoPreload && !s.Warm {
+		env := attr.Env
+		if env == nil {
+			env = os.Environ()
+		}
+		sup.preload, err = startPreload(sup.fake.prefer6, env)
+		switch {
+		case err == nil:
+			sup.fake.max, sup.fake.ext = preloadBase-1, sup.preload.name
+		case errors.Is(err, errPreloadOff):
+			log.Debug("socksify: names looked up through the fake DNS only", "why", err)
+		default:
+			log.Warn("socksify: the preload fast path is off", "err", err)
+		}
+	}
 	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	sup.ctx, sup.cancel = base, cancel
 	if sup.dns, err = startDNSServer(sup.fake, log, true); err != nil {
+		sup.closePreload()
 		cancel()
 		return nil, fmt.Errorf("socksify: starting the fake DNS server: %w", err)
 	}
 	sup.dnsFDs, sup.dnsBuf = sup.dns.udpFDs(), make([]byte, 65535)
 	if sup.udp, err = newUDPRelay(sup); err != nil {
 		sup.dns.close()
+		sup.closePreload()
 		cancel()
 		return nil, fmt.Errorf("socksify: opening the UDP relay's sockets: %w", err)
 	}
@@ -142,6 +159,7 @@ func (s *Supervisor) Start(ctx context.Context, path string, argv []string, attr
 		}
 		sup.udp.close()
 		sup.dns.close()
+		sup.closePreload()
 		cancel()
 		if sup.warm != nil {
 			sup.warm.wait()
@@ -213,6 +231,9 @@ func (sup *supervisor) launch(ctx context.Context, launcher, path string, argv [
 		env = os.Environ()
 	}
 	env = setEnv(env, SupervisedEnv, "1")
+	if sup.preload != nil {
+		env = sup.preload.env(env)
+	}
 	opts := filterOpts{getsockname: sup.lis != nil}
 	largv := append([]string{launcher, LauncherArg, strconv.Itoa(statusFD), strconv.Itoa(goFD), opts.String(), path}, argv...)
 
@@ -448,8 +469,9 @@ type supervisor struct {
 	gw        []netip.AddrPort // the gateway's addresses
 	fake      *fakeTable
 	dns       *dnsServer
-	dnsFDs    []int  // the fake DNS server's UDP sockets, served by the loop
-	dnsBuf    []byte // the loop's buffer for them
+	dnsFDs    []int         // the fake DNS server's UDP sockets, served by the loop
+	dnsBuf    []byte        // the loop's buffer for them
+	preload   *preloadTable // nil when the fast path is off
 	udp       *udpRelay
 	warm      *warmer    // nil if off
 	lis       *listenMgr // nil unless Supervisor.Publish is set
@@ -482,4 +504,13 @@ func (sup *supervisor) shutdown() {
 	}
 	sup.udp.close()
 	sup.dns.close()
+	sup.closePreload()
+}
+
+// closePreload closes the preload table, if any, after the fake DNS
+// server, whose PTR answers read it.
+func (sup *supervisor) closePreload() {
+	if sup.preload != nil {
+		sup.preload.close()
+	}
 }

@@ -76,6 +76,13 @@ type Supervisor struct {
 	// is within the spread of make bench.
 	Warm bool
 
+	// NoPreload turns off the preload fast path (preload.go): a
+	// dynamically linked program's getaddrinfo then reaches the fake DNS
+	// for every name, as a static program's does. Warm turns it off too:
+	// names the library fakes never reach the supervisor before the
+	// connect.
+	NoPreload bool
+
 	// Launcher is the executable Start runs in launcher mode (see
 	// Launch). Empty means os.Executable(): the running program, whose
 	// main must then call Launch when os.Args[1] is LauncherArg.

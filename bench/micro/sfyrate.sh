@@ -2,8 +2,8 @@
 # Probe for bench/micro/README.md: where socksify's per-connection cost
 # goes. In a network namespace of its own (as root), one curl process
 # fetches N URLs, each a new TCP connection, through a socks6d there:
-# proxy-aware (--socks5 / --socks5-hostname), under socksify (and
-# -warm), under proxychains4, and directly; first with IP-literal URLs
+# proxy-aware (--socks5 / --socks5-hostname), under socksify (and with
+# -no-preload, and -warm), under proxychains4, and directly; first with IP-literal URLs
 # (no lookup anywhere), then with a fresh host name per URL (the gateway
 # resolves it; socksify and proxychains4 hand curl fake addresses). It
 # prints each client's median URLs/s over ROUNDS rounds, clients
@@ -62,6 +62,7 @@ run() {
 	direct-stub) pre=(env LD_PRELOAD="$tmp/gaistub.so") ;;
 	proxy-aware) opt=(--socks5-hostname 127.0.0.1:1080) ;;
 	socksify) pre=("$tmp/socksify" -proxy 127.0.0.1:1080 --) ;;
+	socksify-nopre) pre=("$tmp/socksify" -no-preload -proxy 127.0.0.1:1080 --) ;;
 	socksify-warm) pre=("$tmp/socksify" -warm -proxy 127.0.0.1:1080 --) ;;
 	proxychains4) pre=(proxychains4 -q -f "$tmp/pc.conf") ;;
 	esac
@@ -79,7 +80,7 @@ run() {
 	echo $((N * 1000000000 / (e - s)))
 }
 
-modes=(direct direct-stub proxy-aware socksify socksify-warm proxychains4)
+modes=(direct direct-stub proxy-aware socksify socksify-nopre socksify-warm proxychains4)
 for kind in literal name; do
 	declare -A got=()
 	for _ in $(seq "$ROUNDS"); do

@@ -49,11 +49,12 @@ func main() {
 
 // options are the command line's settings.
 type options struct {
-	proxy   string
-	user    string
-	verbose bool
-	warm    bool
-	isolate bool
+	proxy     string
+	user      string
+	verbose   bool
+	warm      bool
+	noPreload bool
+	isolate   bool
 	// discover finds a gateway when none is configured (discover in
 	// run; nil in tests of gateway alone).
 	discover func() (addr, how string, ok bool)
@@ -153,6 +154,7 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 	fs.StringVar(&o.user, "user", "", "authenticate to the gateway as `USER` (password from the URL or $SOCKS6_PASSWORD)")
 	fs.BoolVar(&o.verbose, "v", false, "print one line per redirected connection to standard error")
 	fs.BoolVar(&o.warm, "warm", false, "send each name the program looks up to the gateway's resolver at once,\nahead of its connect (RESOLVE; needs a SOCKS6 gateway)")
+	fs.BoolVar(&o.noPreload, "no-preload", false, "look every name up through the fake DNS: do not load socksify's getaddrinfo\ninto dynamically linked programs (LD_PRELOAD)")
 	fs.BoolVar(&o.isolate, "isolate", false, "strict mode: run the program in a network namespace of its own whose only way out\nis the gateway (a TUN device served by a user-space TCP/IP stack); needs root")
 	fs.Var(&o.direct, "direct", "reach these `CIDR,…` ranges directly, not through the gateway (repeatable)")
 	fs.Var(&o.listen, "listen", "publish the program's listening sockets on these TCP `PORT,…` (or all)\nat the gateway (LISTEN; needs the SOCKS6 extensions)")
@@ -229,10 +231,11 @@ func run(args []string, stderr io.Writer, getenv func(string) (string, bool)) in
 		level = slog.LevelDebug
 	}
 	sup := &socksify.Supervisor{
-		Dialer: d,
-		Direct: o.direct,
-		Warm:   o.warm,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		Dialer:    d,
+		Direct:    o.direct,
+		Warm:      o.warm,
+		NoPreload: o.noPreload,
+		Logger:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 	var mu sync.Mutex // serialises lines on stderr
 	if o.verbose {
