@@ -92,6 +92,8 @@
 //     off). It writes the name to a table it shares with the supervisor
 //     and returns the fake address of that slot, so the lookup traps
 //     nothing; everything else goes to the C library and the fake DNS.
+//     The library also answers getpeername for a socket it saw connect
+//     to a fake address, so that call traps nothing either.
 //   - getpeername on a socket the supervisor connected: the address the
 //     program asked for (the fake address and port, or the literal).
 //     getsockname is not trapped (unless Publish): it reports the

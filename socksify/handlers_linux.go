@@ -593,6 +593,7 @@ func (sup *supervisor) getpeername(c call) {
 		sup.cont(c)
 		return
 	}
+	sup.log.Debug("socksify: getpeername", "tid", c.tid, "peer", peer)
 	sup.writeAddr(c, raw, c.args[1], c.args[2])
 }
 

@@ -34,6 +34,14 @@ import (
 // have asked DNS for. Static binaries (Go, musl) ignore LD_PRELOAD and
 // use the fake DNS; so does a program that empties LD_PRELOAD.
 //
+// The library also wraps connect and getpeername: a program that
+// connected to a fake address usually asks getpeername for it (curl
+// twice per connection), which the supervisor must trap to report the
+// fake address rather than the gateway's. The library notes what a
+// successful connect to a fake address asked for, with the socket's
+// inode, and answers getpeername with it, as the supervisor would, while
+// the descriptor is still that socket.
+//
 // The table is writable by the program, so a slot's content is as
 // untrusted as a DNS query: the supervisor takes a name from it only if
 // it is a valid host name (validSlotName), and a program can reach

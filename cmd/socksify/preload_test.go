@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -131,6 +132,35 @@ func TestPreload(t *testing.T) {
 		}
 		if a := got["a.b.test"]; !isPreloadAddr(a) {
 			t.Errorf("a.b.test: %q, want a preload address", a)
+		}
+	})
+	// getpeername on a socket connected to a fake address: the
+	// library answers it, with what the supervisor would (which logs
+	// each one it answers); with -no-preload the supervisor does.
+	t.Run("getpeername", func(t *testing.T) {
+		script := `
+import socket, sys
+s = socket.create_connection(("example.test", int(sys.argv[1])))
+print("peer", s.getpeername()[0], s.getpeername()[1])
+s.close()
+`
+		for _, flags := range [][]string{nil, {"-no-preload"}} {
+			argv := append([]string{"env", "SOCKSIFY_DEBUG=1", socksifyBin, "-proxy", l.gw.addr}, flags...)
+			p := l.start(runOpts{}, append(argv, "--", py, "-c", script, strconv.Itoa(l.httpPort))...).wait()
+			l.checkNoLeak(p.desc)
+			expectExit(t, p, 0)
+			m := regexp.MustCompile(`peer (\S+) (\d+)`).FindStringSubmatch(p.stdout.String())
+			if m == nil || !isFake(m[1]) || m[2] != strconv.Itoa(l.httpPort) {
+				t.Errorf("%v: getpeername %v, want a fake address and port %d", flags, m, l.httpPort)
+				continue
+			}
+			trapped := strings.Count(p.stderr.String(), `msg="socksify: getpeername"`)
+			if flags == nil && (trapped != 0 || !isPreloadAddr(m[1])) {
+				t.Errorf("getpeername of %s reached the supervisor %d times; want the library's answer", m[1], trapped)
+			}
+			if flags != nil && trapped != 2 {
+				t.Errorf("-no-preload: the supervisor answered getpeername %d times, want 2", trapped)
+			}
 		}
 	})
 	t.Run("no_preload", func(t *testing.T) {

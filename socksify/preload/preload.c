@@ -3,7 +3,8 @@
  * dynamically linked programs with LD_PRELOAD. socksify/preload.go
  * describes the table it shares with the supervisor and why it exists.
  *
- * It replaces getaddrinfo only. A name that the supervisor's fake DNS
+ * It replaces getaddrinfo, and connect and getpeername for the sockets
+ * connected to fake addresses. A name that the supervisor's fake DNS
  * would answer with a fake address gets that address here, on the
  * program's own thread, with no DNS message and no system call that the
  * seccomp filter traps: the name goes into a slot of a table shared with
@@ -14,6 +15,14 @@
  * the C library's getaddrinfo unchanged, and so to the supervisor's fake
  * DNS as before. The shim only speeds lookups up: the seccomp supervisor
  * still sees and redirects every connection.
+ *
+ * A program that connected to a fake address usually asks getpeername
+ * for it (curl twice), and the supervisor, which connected the socket to
+ * the gateway, traps that call to report the fake address. connect here
+ * notes what a successful connect to a fake address asked for, with the
+ * socket's inode, and getpeername answers that while the descriptor is
+ * still the same socket (fstat, which is not trapped), without trapping;
+ * any other getpeername is the C library's (and the supervisor's).
  *
  * Build with build.sh; the result is committed and embedded in package
  * socksify, and preload_test.go checks that it was built from this file.
@@ -330,6 +339,144 @@ static int slot_for(const char *name, size_t nl, uint32_t *idx)
 		*idx = hdr->base + j;
 		return 1;
 	}
+	return 0;
+}
+
+/* The sockets connected to fake addresses, by descriptor. seq is odd
+ * while an entry is written; an entry counts only while its descriptor is
+ * the socket with inode ino. */
+#define PEERS 1024
+struct peer {
+	uint32_t seq;
+	uint32_t len;
+	uint64_t ino;
+	union {
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} sa;
+};
+static struct peer peers[PEERS];
+
+typedef int (*connect_fn)(int, const struct sockaddr *, socklen_t);
+typedef int (*getpeername_fn)(int, struct sockaddr *, socklen_t *);
+static connect_fn real_connect;
+static getpeername_fn real_getpeername;
+
+/* fake_sockaddr copies sa, if it is a fake address (198.18.0.0/15,
+ * fd00:5eed::/64, or IPv4-mapped fake) of a usable length, as the
+ * supervisor reports it (no flow label, no scope), to out. */
+static socklen_t fake_sockaddr(const struct sockaddr *sa, socklen_t len, struct peer *out)
+{
+	if (sa == NULL || len < (socklen_t)sizeof(sa_family_t))
+		return 0;
+	if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+		struct sockaddr_in in;
+		memcpy(&in, sa, sizeof in);
+		if ((ntohl(in.sin_addr.s_addr) & 0xfffe0000u) != 0xc6120000u)
+			return 0;
+		memset(&out->sa, 0, sizeof out->sa);
+		out->sa.in.sin_family = AF_INET;
+		out->sa.in.sin_port = in.sin_port;
+		out->sa.in.sin_addr = in.sin_addr;
+		return sizeof(struct sockaddr_in);
+	}
+	if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+		struct sockaddr_in6 in6;
+		memcpy(&in6, sa, sizeof in6);
+		const uint8_t *b = in6.sin6_addr.s6_addr;
+		static const uint8_t ula[8] = {0xfd, 0x00, 0x5e, 0xed, 0, 0, 0, 0};
+		static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		int fake = memcmp(b, ula, 8) == 0 ||
+			   (memcmp(b, mapped, 12) == 0 && b[12] == 198 && (b[13] & 0xfe) == 18);
+		if (!fake)
+			return 0;
+		memset(&out->sa, 0, sizeof out->sa);
+		out->sa.in6.sin6_family = AF_INET6;
+		out->sa.in6.sin6_port = in6.sin6_port;
+		out->sa.in6.sin6_addr = in6.sin6_addr;
+		return sizeof(struct sockaddr_in6);
+	}
+	return 0;
+}
+
+static uint64_t fd_inode(int fd)
+{
+	struct stat st;
+	if (xfstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+		return 0;
+	return (uint64_t)st.st_ino;
+}
+
+static void peer_set(int fd, const struct peer *p, uint64_t ino)
+{
+	struct peer *e = &peers[fd];
+	uint32_t seq = __atomic_load_n(&e->seq, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->seq, seq | 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	e->len = p->len;
+	e->sa = p->sa;
+	e->ino = ino;
+	__atomic_store_n(&e->seq, (seq | 1) + 1, __ATOMIC_RELEASE);
+}
+
+__attribute__((visibility("default"))) int connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	if (real_connect == NULL) {
+		real_connect = (connect_fn)dlsym(RTLD_NEXT, "connect");
+		if (real_connect == NULL) {
+			errno = ENOSYS;
+			return -1;
+		}
+	}
+	if (hdr == NULL || fd < 0 || fd >= PEERS)
+		return real_connect(fd, sa, len);
+	int saved_errno = errno;
+	struct peer p = {0};
+	p.len = fake_sockaddr(sa, len, &p);
+	if (peers[fd].ino != 0)
+		peer_set(fd, &(struct peer){0}, 0); /* connected anew, or disconnected */
+	errno = saved_errno;
+	int r = real_connect(fd, sa, len);
+	if (r == 0 && p.len != 0) {
+		saved_errno = errno;
+		uint64_t ino = fd_inode(fd);
+		if (ino != 0)
+			peer_set(fd, &p, ino);
+		errno = saved_errno;
+	}
+	return r;
+}
+
+__attribute__((visibility("default"))) int getpeername(int fd, struct sockaddr *restrict sa, socklen_t *restrict len)
+{
+	if (real_getpeername == NULL) {
+		real_getpeername = (getpeername_fn)dlsym(RTLD_NEXT, "getpeername");
+		if (real_getpeername == NULL) {
+			errno = ENOSYS;
+			return -1;
+		}
+	}
+	if (hdr == NULL || fd < 0 || fd >= PEERS || sa == NULL || len == NULL)
+		return real_getpeername(fd, sa, len);
+	struct peer *e = &peers[fd];
+	uint32_t seq = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
+	if (seq & 1)
+		return real_getpeername(fd, sa, len);
+	struct peer p;
+	p.len = e->len;
+	p.sa = e->sa;
+	p.ino = e->ino;
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) != seq || p.ino == 0 || p.len == 0)
+		return real_getpeername(fd, sa, len);
+	int saved_errno = errno;
+	uint64_t ino = fd_inode(fd);
+	errno = saved_errno;
+	if (ino != p.ino)
+		return real_getpeername(fd, sa, len);
+	socklen_t n = *len < p.len ? *len : p.len;
+	memcpy(sa, &p.sa, n);
+	*len = p.len;
 	return 0;
 }
 
