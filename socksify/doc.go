@@ -24,7 +24,9 @@
 // that do not block are made and answered inline, and so is the gateway
 // handshake of a non-blocking connect while no other notification
 // waits (the loop hands it to a goroutine as soon as one does); other
-// handshakes and blocking receives get a goroutine. The same loop
+// handshakes and blocking receives get a goroutine. An inline handshake
+// polls for the gateway's answer without sleeping for a short, adaptive
+// time first (see maxInlineSpin). The same loop
 // answers the fake DNS server's UDP queries. It is a child
 // subreaper, so the program's orphans stay supervised, and
 // [Process.Wait] returns when the listener hangs up: every supervised

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 	"unsafe"
@@ -205,6 +206,12 @@ func (h *inband) read(n int, wait func(events int16) error) (bool, error) {
 // notification, which makes it hand the exchange off; it answers the
 // fake DNS server's UDP queries meanwhile, as the loop does.
 func (h *inband) waitInline(events int16) error {
+	est := &h.sup.spinIn
+	if events&unix.POLLOUT != 0 {
+		est = &h.sup.spinOut
+	}
+	start := time.Now()
+	spinUntil := start.Add(est.budget())
 	var fds [4]unix.PollFd
 	fds[0] = unix.PollFd{Fd: int32(h.dup), Events: events}
 	fds[1] = unix.PollFd{Fd: int32(h.sup.lfd), Events: unix.POLLIN}
@@ -217,13 +224,18 @@ func (h *inband) waitInline(events int16) error {
 	}
 	for {
 		var ts *unix.Timespec
+		now := time.Now()
+		spinning := now.Before(spinUntil)
 		if !h.deadline.IsZero() {
-			left := time.Until(h.deadline)
+			left := h.deadline.Sub(now)
 			if left <= 0 {
 				return os.ErrDeadlineExceeded
 			}
 			t := unix.NsecToTimespec(int64(left))
 			ts = &t
+		}
+		if spinning {
+			ts = &unix.Timespec{} // look, don't sleep
 		}
 		for i := range fds[:nfds] {
 			fds[i].Revents = 0
@@ -236,6 +248,9 @@ func (h *inband) waitInline(events int16) error {
 			return err
 		}
 		if n == 0 {
+			if spinning {
+				schedYield()
+			}
 			continue // the deadline: checked above
 		}
 		for _, f := range fds[2:nfds] {
@@ -247,6 +262,7 @@ func (h *inband) waitInline(events int16) error {
 			return errHandoff
 		}
 		if fds[0].Revents != 0 {
+			est.add(time.Since(start))
 			return nil
 		}
 	}
@@ -288,3 +304,56 @@ func rawRecv(fd int, b []byte, flags int) (int, error) {
 	n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(flags), 0, 0)
 	return int(n), errnoErr(e)
 }
+
+// Spinning for the gateway. On a machine with more than one CPU,
+// waitInline first polls the socket without sleeping, yielding the CPU
+// between polls, before it sleeps in poll: a gateway nearby (on this
+// host or the LAN) answers within a few hundred microseconds, and an
+// answer that comes while the loop spins is read without the wake-up of
+// an idle CPU, which on a virtual machine (a halted vCPU, woken by the
+// hypervisor) costs tens of microseconds, paid again when the loop wakes
+// the program. The program's connect returns that much sooner. The
+// budget adapts to the gateway: twice the recent time such a wait took
+// (an exponentially weighted moving average), at most maxInlineSpin, and
+// none at all once the waits take longer than that, as for a gateway
+// across the Internet. sched_yield between polls leaves the CPU to any
+// other thread that wants it, so the spinning only uses time that would
+// otherwise be idle.
+const maxInlineSpin = 400 * time.Microsecond
+
+// A spinEstimate is the recent duration of one kind of inline wait (for
+// the connection to the gateway, or for its answers). Only the loop's
+// thread uses it.
+type spinEstimate struct {
+	avg time.Duration // EWMA, weight 1/4
+	n   int
+}
+
+// spinAllowed is whether spinning can help: another CPU must be there to
+// run the gateway (and the loop must hold its P, see pollHeld).
+var spinAllowed = holdP && runtime.NumCPU() > 1
+
+// budget returns how long the next wait may spin.
+func (e *spinEstimate) budget() time.Duration {
+	switch {
+	case !spinAllowed:
+		return 0
+	case e.n == 0:
+		return maxInlineSpin // learn with a spin
+	case e.avg > maxInlineSpin:
+		return 0
+	}
+	return min(2*e.avg, maxInlineSpin)
+}
+
+// add records how long a wait took.
+func (e *spinEstimate) add(d time.Duration) {
+	if e.n == 0 {
+		e.avg = d
+	} else {
+		e.avg += (d - e.avg) / 4
+	}
+	e.n++
+}
+
+func schedYield() { unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }

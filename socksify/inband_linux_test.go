@@ -155,3 +155,31 @@ func TestInbandGatewayDown(t *testing.T) {
 		t.Errorf("gateway down: %v", err)
 	}
 }
+
+// TestSpinEstimate: the inline wait spins for twice the recent wait, at
+// most maxInlineSpin, and not at all once waits take longer.
+func TestSpinEstimate(t *testing.T) {
+	if !spinAllowed {
+		t.Skip("one CPU (or GOMAXPROCS 1): the loop never spins")
+	}
+	var e spinEstimate
+	if b := e.budget(); b != maxInlineSpin {
+		t.Errorf("first budget %v, want %v (learn with a spin)", b, maxInlineSpin)
+	}
+	e.add(100 * time.Microsecond)
+	if b := e.budget(); b != 200*time.Microsecond {
+		t.Errorf("budget after a 100µs wait: %v, want 200µs", b)
+	}
+	for range 20 {
+		e.add(5 * time.Millisecond) // a gateway far away
+	}
+	if b := e.budget(); b != 0 {
+		t.Errorf("budget after 5ms waits: %v, want 0", b)
+	}
+	for range 40 {
+		e.add(50 * time.Microsecond) // it came closer
+	}
+	if b := e.budget(); b <= 0 || b > maxInlineSpin {
+		t.Errorf("budget after 50µs waits: %v, want (0, %v]", b, maxInlineSpin)
+	}
+}

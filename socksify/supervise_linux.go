@@ -472,6 +472,8 @@ type supervisor struct {
 	dnsFDs    []int         // the fake DNS server's UDP sockets, served by the loop
 	dnsBuf    []byte        // the loop's buffer for them
 	preload   *preloadTable // nil when the fast path is off
+	spinIn    spinEstimate  // inline waits for the gateway's answers (inband_linux.go)
+	spinOut   spinEstimate  // inline waits for the connection to the gateway
 	udp       *udpRelay
 	warm      *warmer    // nil if off
 	lis       *listenMgr // nil unless Supervisor.Publish is set
