@@ -98,12 +98,15 @@ type session struct {
 	req     Request
 	hasReq  bool
 	replied bool
-	sent    proto.ReplyCode // the reply code sent, once replied
-	bound   string
-	up      int64
-	down    int64
-	counted bool // holds a place in the session counters
-	start   time.Time
+	// selPending: the NoAuth method selection is still to be sent, with
+	// the first reply (the client pipelined its request).
+	selPending bool
+	sent       proto.ReplyCode // the reply code sent, once replied
+	bound      string
+	up         int64
+	down       int64
+	counted    bool // holds a place in the session counters
+	start      time.Time
 
 	// Extension sessions (framed after method 0xC6).
 	ext       bool           // replies are REPLY frames
@@ -150,8 +153,15 @@ func (ss *session) writeReply(code proto.ReplyCode, bound proto.Addr) error {
 		ss.replied, ss.sent = true, code
 		return ss.writeFrame(r)
 	}
-	var buf [32 + proto.MaxFQDNLen]byte
-	b, err := proto.Reply{Code: code.SOCKS5(), Addr: bound}.AppendBinary(buf[:0])
+	var buf [2 + 32 + proto.MaxFQDNLen]byte
+	b := buf[:0]
+	if ss.selPending {
+		// The method selection negotiate held back goes out with the
+		// reply, in one segment.
+		b = append(b, proto.Version5, byte(proto.MethodNoAuth))
+		ss.selPending = false
+	}
+	b, err := proto.Reply{Code: code.SOCKS5(), Addr: bound}.AppendBinary(b)
 	if err != nil {
 		return err
 	}
@@ -360,6 +370,13 @@ func (ss *session) run() error {
 				err = replyErr(proto.ReplyAddressTypeNotSupported, err)
 				return ss.fail(err)
 			}
+			if ss.selPending {
+				// No reply for a request that does not parse, but the
+				// selection the client was owed, as a client that waited
+				// for it got it.
+				ss.selPending = false
+				ss.c.Write([]byte{proto.Version5, byte(proto.MethodNoAuth)})
+			}
 			return err
 		}
 		ss.req = Request{User: ss.user, Client: ss.client, Command: req.Command, Target: req.Addr}
@@ -491,6 +508,14 @@ func (ss *session) negotiate(ctx context.Context, h *hsReader) (ext bool, err er
 	if !g.Offers(want) {
 		ss.c.Write([]byte{proto.Version5, byte(proto.MethodNoAcceptable)})
 		return false, errors.New("no acceptable authentication method offered")
+	}
+	if want == proto.MethodNoAuth && h.w > h.r {
+		// The client sent its request without waiting for the method
+		// selection (pipelining, as socksify does): hold the selection
+		// back and send it with the reply (writeReply), so that the
+		// client wakes once, not twice. A client that waits gets it now.
+		ss.selPending = true
+		return false, nil
 	}
 	if _, err := ss.c.Write([]byte{proto.Version5, byte(want)}); err != nil {
 		return false, err
