@@ -25,13 +25,17 @@ import (
 // address anyway, and hands everything else to the C library's
 // getaddrinfo unchanged, which then reaches the fake DNS as before:
 // numeric hosts, names that are not plain host names (RFC 1123: no
-// underscore), names with fewer dots than resolv.conf's ndots when it
-// has a search list, names in /etc/hosts, the host's own name, .local,
-// .localhost and .arpa names, AI_CANONNAME, and names whose slots are
-// all taken. It is loaded only when /etc/nsswitch.conf's hosts line
-// lists files before dns and no source but files, dns, myhostname,
-// resolve and mdns, so that a name it fakes is one the C library would
-// have asked DNS for. Static binaries (Go, musl) ignore LD_PRELOAD and
+// underscore), names with fewer dots than resolv.conf's ndots when
+// there is a search list (resolv.conf's, or the host name's domain), names in /etc/hosts, the host's own name, .local,
+// localhost and .arpa names, lookups with AI_CANONNAME or
+// AI_ADDRCONFIG, any lookup while LOCALDOMAIN or RES_OPTIONS is set, and
+// names whose slots are all taken. It is loaded only when
+// /etc/nsswitch.conf's hosts line lists files before dns and nothing
+// before dns but files, myhostname,
+// resolve and mdns*_minimal with their harmless actions
+// (nsswitchAllowsPreload), so that a name it fakes is one the C library
+// would have asked DNS for, and when the system's glibc is 2.34 or later
+// (the library needs dlsym in libc). Static binaries (Go, musl) ignore LD_PRELOAD and
 // use the fake DNS; so does a program that empties LD_PRELOAD.
 //
 // The library also wraps connect and getpeername: a program that
@@ -58,9 +62,12 @@ import (
 //	                  connect), len u8, name [255]byte
 //
 // Slot i holds the name of fake index base+i. A name lives in one of the
-// 8 slots after its FNV-1a hash, so every process gives a name the same
-// address; a slot goes to another name only once it has gone unused for
-// fakeReuseAfter, as in the supervisor's own table.
+// 8 slots after its FNV-1a hash, so processes usually give a name the
+// same address (two that take a slot for the same new name at the same
+// moment may take two); a slot goes to another name only once it has
+// gone unused for fakeReuseAfter, as in the supervisor's own table. The
+// supervisor reads slots with pread, not through a mapping: a program
+// that truncates the file must not be able to crash it with SIGBUS.
 const (
 	preloadMagic    = 0x36736b73 // "sks6"
 	preloadVersion  = 1
@@ -172,11 +179,14 @@ func parseInetAton(s string) (uint32, bool) {
 }
 
 // nsswitchAllowsPreload reports whether the hosts line of nsswitch.conf
-// (read from r) lets the library fake names: files comes before dns,
-// and every source is one whose answers the library's rules keep (files:
-// /etc/hosts; myhostname: the host's own name and names without a dot;
-// mdns: .local; resolve: unreachable under socksify, so DNS). A missing
-// hosts line means glibc's default, dns before files: no.
+// (read from r) lets the library fake names: files comes before dns, and
+// every source and action before dns is one whose answers the library's
+// rules keep: files (/etc/hosts), myhostname (the host's own name,
+// localhost names, names without a dot), mdns*_minimal (.local, and
+// [NOTFOUND=return] after it, which only .local names reach), resolve
+// (unreachable under socksify, so UNAVAIL: [!UNAVAIL=return] after it
+// does not return) and the default actions. A missing hosts line means
+// glibc's default, dns before files: no.
 func nsswitchAllowsPreload(r io.Reader) bool {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -188,43 +198,58 @@ func nsswitchAllowsPreload(r io.Reader) bool {
 		if !ok || strings.TrimSpace(db) != "hosts" {
 			continue
 		}
-		files, dns := -1, -1
+		// Split "[ a=b c=d ]" apart from the sources, whatever the
+		// spacing.
+		rest = strings.NewReplacer("[", " [ ", "]", " ] ").Replace(rest)
+		files, prev := false, ""
 		inAction := false
-		for i, f := range strings.Fields(rest) {
-			if inAction || strings.HasPrefix(f, "[") {
-				inAction = !strings.HasSuffix(f, "]")
-				continue
-			}
+		for _, f := range strings.Fields(rest) {
 			switch {
+			case f == "[":
+				inAction = true
+			case f == "]":
+				inAction = false
+			case inAction:
+				if !nssActionKept(prev, strings.ToLower(f)) {
+					return false
+				}
 			case f == "files":
-				files = i
+				files, prev = true, f
 			case f == "dns":
-				dns = i
-			case f == "myhostname", f == "resolve", strings.HasPrefix(f, "mdns"):
+				return files
+			case f == "myhostname", f == "resolve", strings.HasPrefix(f, "mdns") && strings.HasSuffix(f, "_minimal"):
+				prev = f
 			default:
 				return false
 			}
 		}
-		return files >= 0 && dns > files
+		return false
+	}
+	return false
+}
+
+// nssActionKept reports whether the action status=action after source
+// prev, before dns, leaves every name the library fakes to dns.
+func nssActionKept(prev, act string) bool {
+	switch act {
+	case "success=return", "notfound=continue", "unavail=continue", "tryagain=continue":
+		return true // the defaults
+	case "notfound=return":
+		return strings.HasPrefix(prev, "mdns") // only .local names are found there
+	case "!unavail=return":
+		return prev == "resolve" // always UNAVAIL under socksify
 	}
 	return false
 }
 
 // resolvMinDots returns the fewest dots a relative name must have for
 // glibc to ask for it as it is before trying the search list: ndots
-// (options ndots:N, 1 by default, also from RES_OPTIONS) when
-// resolv.conf (read from r) or LOCALDOMAIN has a search list, else 1.
-func resolvMinDots(r io.Reader, resOptions, localDomain string) int {
-	ndots, search := 1, localDomain != ""
-	parseOpts := func(fields []string) {
-		for _, o := range fields {
-			if v, ok := strings.CutPrefix(o, "ndots:"); ok {
-				if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-					ndots = min(n, 15) // glibc's RES_MAXNDOTS
-				}
-			}
-		}
-	}
+// (options ndots:N, 1 by default) when resolv.conf (read from r) has a
+// search list, or when it has none and the host name has a domain
+// (which glibc then searches), else 1. (The library itself leaves names
+// to the C library when LOCALDOMAIN or RES_OPTIONS is set.)
+func resolvMinDots(r io.Reader, hostname string) int {
+	ndots, search, listed := 1, false, false
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -233,14 +258,22 @@ func resolvMinDots(r io.Reader, resOptions, localDomain string) int {
 		}
 		switch f[0] {
 		case "search", "domain":
-			if len(f) > 1 && f[1] != "." {
-				search = true
-			}
+			listed = true
+			search = len(f) > 1 && f[1] != "."
 		case "options":
-			parseOpts(f[1:])
+			for _, o := range f[1:] {
+				if v, ok := strings.CutPrefix(o, "ndots:"); ok {
+					if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+						ndots = min(n, 15) // glibc's RES_MAXNDOTS
+					}
+				}
+			}
 		}
 	}
-	parseOpts(strings.Fields(resOptions))
+	if !listed {
+		_, domain, _ := strings.Cut(strings.TrimSuffix(hostname, "."), ".")
+		search = domain != ""
+	}
 	if !search {
 		return 1
 	}

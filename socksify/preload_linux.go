@@ -3,15 +3,15 @@
 package socksify
 
 import (
+	"debug/elf"
 	_ "embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,25 +30,26 @@ const (
 
 // A preloadTable is the supervisor's side of the table it shares with
 // the library (see preload.go): a directory of its own holding the
-// library and the table's file, which it maps.
+// library and the table's file, which the supervisor reads and writes
+// with pread and pwrite.
 type preloadTable struct {
 	dir string
 	lib string // the library's path
 	mp  string // the table's path
 
-	mu  sync.RWMutex // guards mem against close
-	mem []byte       // the table, mapped MAP_SHARED; nil once closed
+	mu sync.RWMutex // guards f against close
+	f  *os.File     // the table; nil once closed
 }
 
 // errPreloadOff says why the fast path is not used; it is not an error
 // of Start's.
 var errPreloadOff = errors.New("socksify: preload fast path off")
 
-// startPreload writes the library and an empty table to a new private
-// directory and maps the table. It returns errPreloadOff (wrapped, with
-// the reason) when the name service configuration rules the fast path
-// out, and another error when something failed.
-func startPreload(prefer6 bool, env []string) (*preloadTable, error) {
+// startPreload checks that the system's name service configuration and
+// C library let the fast path work, and then makes its table
+// (newPreloadTable). It returns errPreloadOff, wrapped with the reason,
+// when they do not, and another error when something failed.
+func startPreload(prefer6 bool) (*preloadTable, error) {
 	f, err := os.Open("/etc/nsswitch.conf")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errPreloadOff, err)
@@ -56,13 +57,54 @@ func startPreload(prefer6 bool, env []string) (*preloadTable, error) {
 	ok := nsswitchAllowsPreload(f)
 	f.Close()
 	if !ok {
-		return nil, fmt.Errorf("%w: /etc/nsswitch.conf's hosts line is not files before dns, or names another source", errPreloadOff)
+		return nil, fmt.Errorf("%w: /etc/nsswitch.conf's hosts line is not files before dns, or names another source or action before dns", errPreloadOff)
+	}
+	if err := checkLibc(); err != nil {
+		return nil, fmt.Errorf("%w: %v", errPreloadOff, err)
 	}
 	mindots := 1
 	if rf, err := os.Open("/etc/resolv.conf"); err == nil {
-		mindots = resolvMinDots(rf, envValue(env, "RES_OPTIONS"), envValue(env, "LOCALDOMAIN"))
+		host, _ := os.Hostname()
+		mindots = resolvMinDots(rf, host)
 		rf.Close()
 	}
+	return newPreloadTable(prefer6, mindots)
+}
+
+// glibcPaths are where x86_64 distributions keep glibc.
+var glibcPaths = []string{
+	"/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6",
+	"/lib64/libc.so.6", "/usr/lib64/libc.so.6",
+}
+
+// checkLibc refuses a glibc older than 2.34, where dlsym, which the
+// library takes from libc, is in libdl only: a program would fail to
+// load it. A system without glibc (musl, which ignores symbol versions
+// and serves dlsym from libc) passes.
+func checkLibc() error {
+	for _, p := range glibcPaths {
+		f, err := elf.Open(p)
+		if err != nil {
+			continue
+		}
+		defer f.Close()
+		syms, err := f.DynamicSymbols()
+		if err != nil {
+			return fmt.Errorf("reading %s: %v", p, err)
+		}
+		for _, s := range syms {
+			if s.Name == "dlsym" && elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Section != elf.SHN_UNDEF {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s has no dlsym (glibc before 2.34)", p)
+	}
+	return nil
+}
+
+// newPreloadTable writes the library and an empty table to a new private
+// directory.
+func newPreloadTable(prefer6 bool, mindots int) (*preloadTable, error) {
 	dir, err := os.MkdirTemp("", "socksify-")
 	if err != nil {
 		return nil, err
@@ -71,6 +113,10 @@ func startPreload(prefer6 bool, env []string) (*preloadTable, error) {
 	fail := func(err error) (*preloadTable, error) {
 		t.close()
 		return nil, err
+	}
+	if strings.ContainsAny(dir, " :\t\n") {
+		// LD_PRELOAD separates paths with spaces and colons.
+		return fail(fmt.Errorf("%w: the temporary directory %q has a space or a colon in its path", errPreloadOff, dir))
 	}
 	// Traversable, not listable, by a program that changes its user;
 	// such a program finds the table unwritable and does without.
@@ -83,18 +129,17 @@ func startPreload(prefer6 bool, env []string) (*preloadTable, error) {
 	if err := checkExecMappable(t.lib); err != nil {
 		return fail(fmt.Errorf("%w: %s cannot be mapped executable (a noexec file system?): %v", errPreloadOff, dir, err))
 	}
-	mf, err := os.OpenFile(t.mp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if t.f, err = os.OpenFile(t.mp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
 		return fail(err)
 	}
-	defer mf.Close()
-	if err := mf.Truncate(preloadMapSize); err != nil {
+	if err := t.f.Truncate(preloadMapSize); err != nil {
 		return fail(err)
 	}
-	if t.mem, err = unix.Mmap(int(mf.Fd()), 0, preloadMapSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+	hdr := make([]byte, preloadHdrSize)
+	encodePreloadHeader(hdr, prefer6, mindots)
+	if _, err := t.f.WriteAt(hdr, 0); err != nil {
 		return fail(err)
 	}
-	encodePreloadHeader(t.mem, prefer6, mindots)
 	return t, nil
 }
 
@@ -128,34 +173,38 @@ func (t *preloadTable) env(env []string) []string {
 
 // name returns the name in the slot of fake index idx, and marks the
 // slot used. The slot is read like a seqlock: a state that changed while
-// the name was copied, or is odd (being written), gives no name.
+// the slot was read, or is odd (being written), gives no name; so does a
+// table the program shortened.
 func (t *preloadTable) name(idx uint32) (string, bool) {
 	if idx < preloadBase || idx >= preloadBase+preloadSlots {
 		return "", false
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	if t.mem == nil {
+	if t.f == nil {
 		return "", false
 	}
-	off := preloadHdrSize + int(idx-preloadBase)*preloadSlotSize
-	s := t.mem[off : off+preloadSlotSize : off+preloadSlotSize]
-	state := (*uint32)(unsafe.Pointer(&s[0]))
-	st := atomic.LoadUint32(state)
+	off := int64(preloadHdrSize) + int64(idx-preloadBase)*preloadSlotSize
+	var s [preloadSlotSize]byte
+	if n, _ := t.f.ReadAt(s[:], off); n != len(s) {
+		return "", false
+	}
+	st := binary.LittleEndian.Uint32(s[0:])
 	if st == 0 || st&1 != 0 {
 		return "", false
 	}
-	var buf [253]byte
+	var again [4]byte
+	if n, _ := t.f.ReadAt(again[:], off); n != len(again) || binary.LittleEndian.Uint32(again[:]) != st {
+		return "", false
+	}
 	n := int(s[8])
-	if n > len(buf) {
+	if n > 253 || !validSlotName(s[9:9+n]) {
 		return "", false
 	}
-	copy(buf[:n], s[9:9+n])
-	if atomic.LoadUint32(state) != st || !validSlotName(buf[:n]) {
-		return "", false
-	}
-	atomic.StoreUint32((*uint32)(unsafe.Pointer(&s[4])), monoSeconds())
-	return string(buf[:n]), true
+	var used [4]byte
+	binary.LittleEndian.PutUint32(used[:], monoSeconds())
+	t.f.WriteAt(used[:], off+4)
+	return string(s[9 : 9+n]), true
 }
 
 // monoSeconds is CLOCK_MONOTONIC in seconds, the library's clock.
@@ -165,14 +214,14 @@ func monoSeconds() uint32 {
 	return uint32(ts.Sec)
 }
 
-// close unmaps the table and removes the directory. Programs that still
+// close closes the table and removes the directory. Programs that still
 // run keep their mappings; new ones do without the fast path.
 func (t *preloadTable) close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.mem != nil {
-		unix.Munmap(t.mem)
-		t.mem = nil
+	if t.f != nil {
+		t.f.Close()
+		t.f = nil
 	}
 	os.RemoveAll(t.dir)
 }

@@ -32,12 +32,20 @@ func TestPreloadLibSource(t *testing.T) {
 
 func newTestPreload(t *testing.T) *preloadTable {
 	t.Helper()
-	tab, err := startPreload(false, nil)
+	tab, err := newPreloadTable(false, 1)
 	if err != nil {
-		t.Skipf("no preload table here: %v", err)
+		t.Fatalf("newPreloadTable: %v", err)
 	}
 	t.Cleanup(tab.close)
 	return tab
+}
+
+// TestCheckLibc: this system's C library is one the library loads with
+// (the test machines run glibc 2.36 or musl).
+func TestCheckLibc(t *testing.T) {
+	if err := checkLibc(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestPreloadTable: the supervisor's reading of slots, as the library
@@ -45,12 +53,13 @@ func newTestPreload(t *testing.T) *preloadTable {
 func TestPreloadTable(t *testing.T) {
 	tab := newTestPreload(t)
 	fill := func(i int, state uint32, name string) {
-		off := preloadHdrSize + i*preloadSlotSize
-		s := tab.mem[off : off+preloadSlotSize]
-		clear(s)
+		s := make([]byte, preloadSlotSize)
 		s[0], s[1], s[2], s[3] = byte(state), byte(state>>8), byte(state>>16), byte(state>>24)
 		s[8] = byte(len(name))
 		copy(s[9:], name)
+		if _, err := tab.f.WriteAt(s, int64(preloadHdrSize+i*preloadSlotSize)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	fill(0, 2, "www.example.com")
 	fill(1, 3, "busy.example.com")  // being written
@@ -68,8 +77,17 @@ func TestPreloadTable(t *testing.T) {
 		t.Errorf("an index below the table has a name")
 	}
 	// The slot's use is recorded, for the library's reuse rule.
-	if used := uint32(tab.mem[preloadHdrSize+4]) | uint32(tab.mem[preloadHdrSize+5])<<8; used == 0 {
+	var used [4]byte
+	tab.f.ReadAt(used[:], preloadHdrSize+4)
+	if used == [4]byte{} {
 		t.Errorf("reading slot 0 did not mark it used")
+	}
+	// A program may shorten the table: no name, and no SIGBUS.
+	if err := os.Truncate(tab.mp, preloadHdrSize+100); err != nil {
+		t.Fatal(err)
+	}
+	if name, ok := tab.name(preloadBase + 10); ok {
+		t.Errorf("a shortened table gave %q", name)
 	}
 	dir := tab.dir
 	tab.close()
@@ -111,6 +129,9 @@ gai("port", "www.example.com", port="8080")
 for k in ["localhost", "10.1", "single", "printer.local", "x.localhost", "4.3.2.1.in-addr.arpa", "a..b", "-x-.example.com", "x-.example.com", "under_score.example.com", "x y.example.com"]:
     gai("fallback " + k, k)
 gai("canon", "canon.example.com", flags=socket.AI_CANONNAME)
+gai("addrconfig", "addrconfig.example.com", flags=socket.AI_ADDRCONFIG)
+gai("fallback localhost.localdomain", "localhost.localdomain")
+gai("fallback x.localhost.localdomain", "x.localhost.localdomain")
 gai("numerichost", "numeric.example.com", flags=socket.AI_NUMERICHOST)
 def many(n):
     for i in range(50):
@@ -181,7 +202,7 @@ func TestPreloadLibrary(t *testing.T) {
 		t.Errorf("port: %s, want 8080", p)
 	}
 	for key, v := range got {
-		if !strings.HasPrefix(key, "fallback ") && key != "canon" && key != "numerichost" {
+		if !strings.HasPrefix(key, "fallback ") && key != "canon" && key != "numerichost" && key != "addrconfig" {
 			continue
 		}
 		// Left to the C library: an answer of its own (localhost,
@@ -213,6 +234,36 @@ func TestPreloadLibrary(t *testing.T) {
 				t.Errorf("%s and %s share %s", prev, want, a)
 			}
 			seen[a] = want
+		}
+	}
+}
+
+// TestPreloadLibraryEnv: with LOCALDOMAIN or RES_OPTIONS set (the
+// program's own search list or ndots), the library leaves every name to
+// the C library.
+func TestPreloadLibraryEnv(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the probe runs in a network namespace of its own")
+	}
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3")
+	}
+	tab := newTestPreload(t)
+	for _, kv := range []string{"LOCALDOMAIN=corp.example", "RES_OPTIONS=ndots:3"} {
+		cmd := exec.Command(py, "-c", `import socket
+try:
+    print(socket.getaddrinfo(b"www.example.com", 80, 0, socket.SOCK_STREAM)[0][4][0])
+except socket.gaierror:
+    print("error")`)
+		cmd.Env = tab.env([]string{"PATH=/usr/bin:/bin", kv})
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", kv, err, out)
+		}
+		if a, err := netip.ParseAddr(strings.TrimSpace(string(out))); err == nil && isFake(a) {
+			t.Errorf("with %s the library answered %s", kv, a)
 		}
 	}
 }

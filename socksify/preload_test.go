@@ -107,15 +107,19 @@ func TestNsswitchAllowsPreload(t *testing.T) {
 		"hosts: files mdns4_minimal [NOTFOUND=return] dns\n":      true,
 		"hosts: files myhostname resolve [!UNAVAIL=return] dns\n": true,
 		"hosts: files [ SUCCESS=return ] dns myhostname\n":        true,
-		"hosts: dns files\n":            false,
-		"hosts: files\n":                false,
-		"hosts: files ldap dns\n":       false,
-		"hosts: files dns wins\n":       false,
-		"# hosts: files dns\n":          false,
-		"":                              false,
-		"networks: files\n":             false,
-		"hosts: files mymachines dns\n": false,
-		"hosts:files dns\n":             true,
+		"hosts: files dns [NOTFOUND=return] wins\n":               true, // after dns: never reached for its names
+		"hosts:files dns\n":                               true,
+		"hosts: files [NOTFOUND=return] dns\n":            false, // names not in files never reach dns
+		"hosts: files myhostname [NOTFOUND=return] dns\n": false,
+		"hosts: files [UNAVAIL=return] dns\n":             false,
+		"hosts: files mdns4 dns\n":                        false, // full mdns may answer any domain
+		"hosts: dns files\n":                              false,
+		"hosts: files\n":                                  false,
+		"hosts: files ldap dns\n":                         false,
+		"hosts: files mymachines dns\n":                   false,
+		"# hosts: files dns\n":                            false,
+		"":                                                false,
+		"networks: files\n":                               false,
 	} {
 		if got := nsswitchAllowsPreload(strings.NewReader(conf)); got != want {
 			t.Errorf("nsswitchAllowsPreload(%q) = %v, want %v", conf, got, want)
@@ -125,23 +129,23 @@ func TestNsswitchAllowsPreload(t *testing.T) {
 
 func TestResolvMinDots(t *testing.T) {
 	for _, tc := range []struct {
-		conf, resOptions, localDomain string
-		want                          int
+		conf, hostname string
+		want           int
 	}{
-		{"nameserver 192.0.2.53\n", "", "", 1},
-		{"nameserver 192.0.2.53\noptions ndots:5\n", "", "", 1}, // no search list
-		{"search corp.example\noptions ndots:5\n", "", "", 5},
-		{"domain corp.example\n", "", "", 1},
-		{"search corp.example\noptions timeout:2 ndots:3 attempts:2\n", "", "", 3},
-		{"search .\noptions ndots:4\n", "", "", 1},
-		{"search corp.example\noptions ndots:99\n", "", "", 15},
-		{"search corp.example\noptions ndots:0\n", "", "", 1},
-		{"search corp.example\n", "ndots:2", "", 2},
-		{"options ndots:3\n", "", "corp.example", 3},
-		{"# search corp.example\noptions ndots:3\n", "", "", 1},
+		{"nameserver 192.0.2.53\n", "box", 1},
+		{"nameserver 192.0.2.53\noptions ndots:5\n", "box", 1}, // no search list
+		{"nameserver 192.0.2.53\noptions ndots:5\n", "box.corp.example", 5},
+		{"nameserver 192.0.2.53\noptions ndots:5\n", "box.", 1},
+		{"search corp.example\noptions ndots:5\n", "box", 5},
+		{"domain corp.example\n", "box", 1},
+		{"search corp.example\noptions timeout:2 ndots:3 attempts:2\n", "box", 3},
+		{"search .\noptions ndots:4\n", "box.corp.example", 1}, // an explicit empty list
+		{"search corp.example\noptions ndots:99\n", "box", 15},
+		{"search corp.example\noptions ndots:0\n", "box", 1},
+		{"# search corp.example\noptions ndots:3\n", "box", 1},
 	} {
-		if got := resolvMinDots(strings.NewReader(tc.conf), tc.resOptions, tc.localDomain); got != tc.want {
-			t.Errorf("resolvMinDots(%q, %q, %q) = %d, want %d", tc.conf, tc.resOptions, tc.localDomain, got, tc.want)
+		if got := resolvMinDots(strings.NewReader(tc.conf), tc.hostname); got != tc.want {
+			t.Errorf("resolvMinDots(%q, %q) = %d, want %d", tc.conf, tc.hostname, got, tc.want)
 		}
 	}
 }
@@ -169,11 +173,11 @@ func FuzzValidSlotName(f *testing.F) {
 // FuzzPreloadConfig feeds arbitrary nsswitch.conf and resolv.conf
 // contents: no panic, and mindots within glibc's bounds.
 func FuzzPreloadConfig(f *testing.F) {
-	f.Add("hosts: files dns\n", "search a.example\noptions ndots:3\n", "ndots:2")
+	f.Add("hosts: files dns\n", "search a.example\noptions ndots:3\n", "box.example")
 	f.Add("hosts: files [NOTFOUND=return dns\n", "options ndots:-1\n", "")
-	f.Fuzz(func(t *testing.T, nss, resolv, resOptions string) {
+	f.Fuzz(func(t *testing.T, nss, resolv, hostname string) {
 		nsswitchAllowsPreload(strings.NewReader(nss))
-		if n := resolvMinDots(strings.NewReader(resolv), resOptions, ""); n < 1 || n > 15 {
+		if n := resolvMinDots(strings.NewReader(resolv), hostname); n < 1 || n > 15 {
 			t.Fatalf("resolvMinDots = %d, want 1..15", n)
 		}
 	})

@@ -116,11 +116,7 @@ func (s *Supervisor) Start(ctx context.Context, path string, argv []string, attr
 		sup.timeout = defaultHandshakeTimeout
 	}
 	if !s.NoPreload && !s.Warm {
-		env := attr.Env
-		if env == nil {
-			env = os.Environ()
-		}
-		sup.preload, err = startPreload(sup.fake.prefer6, env)
+		sup.preload, err = startPreload(sup.fake.prefer6)
 		switch {
 		case err == nil:
 			sup.fake.max, sup.fake.ext = preloadBase-1, sup.preload.name

@@ -10,10 +10,11 @@
  * seccomp filter traps: the name goes into a slot of a table shared with
  * the supervisor (a file that socksify maps into both), and the fake
  * address is the slot's index. Everything else (numeric hosts, names that
- * are not plain host names, names in /etc/hosts, names with fewer dots than the table's mindots, the host's
- * own name, .local, AI_CANONNAME, a full table, a missing table) goes to
- * the C library's getaddrinfo unchanged, and so to the supervisor's fake
- * DNS as before. The shim only speeds lookups up: the seccomp supervisor
+ * are not plain host names, names in /etc/hosts, names with fewer dots
+ * than the table's mindots, the host's own name, localhost, .local and
+ * .arpa names, AI_CANONNAME and AI_ADDRCONFIG, LOCALDOMAIN or RES_OPTIONS
+ * set, a full table, a missing table) goes to the C library's
+ * getaddrinfo unchanged, and so to the supervisor's fake DNS as before. The shim only speeds lookups up: the seccomp supervisor
  * still sees and redirects every connection.
  *
  * A program that connected to a fake address usually asks getpeername
@@ -88,10 +89,16 @@ typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struc
 static const struct hdr *hdr;
 static struct slot *slots;
 static gai_fn real_gai;
+typedef int (*connect_fn)(int, const struct sockaddr *, socklen_t);
+typedef int (*getpeername_fn)(int, struct sockaddr *, socklen_t *);
+static connect_fn real_connect;
+static getpeername_fn real_getpeername;
 
 __attribute__((constructor)) static void init(void)
 {
 	real_gai = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+	real_connect = (connect_fn)dlsym(RTLD_NEXT, "connect");
+	real_getpeername = (getpeername_fn)dlsym(RTLD_NEXT, "getpeername");
 	const char *path = getenv("SOCKSIFY_PRELOAD_MAP");
 	if (real_gai == NULL || path == NULL || *path == 0)
 		return;
@@ -269,8 +276,16 @@ static int fakeable(const char *node, char *name, size_t *nlp)
 	if (inet_aton(name, &a4))
 		return 0; /* "10.1", "0x7f.1": numeric for the C library */
 	const char *tld = name + last;
-	if (!strcmp(tld, "local") || !strcmp(tld, "localhost") || !strcmp(tld, "arpa"))
+	if (!strcmp(tld, "local") || !strcmp(tld, "arpa"))
 		return 0;
+	/* localhost, *.localhost, and nss-myhostname's localhost.localdomain
+	 * and *.localhost.localdomain: any label "localhost". */
+	for (const char *q = name; q != NULL; q = strchr(q, '.')) {
+		if (*q == '.')
+			q++;
+		if (!strncmp(q, "localhost", 9) && (q[9] == '.' || q[9] == 0))
+			return 0;
+	}
 	char host[256];
 	if (gethostname(host, sizeof host) == 0) {
 		host[sizeof host - 1] = 0;
@@ -300,42 +315,53 @@ static int slot_holds(struct slot *s, uint32_t st, const char *name, size_t nl)
 {
 	if (s->len != nl || memcmp(s->name, name, nl) != 0)
 		return 0;
-	return __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == st;
-}
-
-static void slot_fill(struct slot *s, uint32_t st, const char *name, size_t nl, uint32_t now)
-{
-	s->len = (uint8_t)nl;
-	memcpy(s->name, name, nl);
-	__atomic_store_n(&s->used, now, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->state, st, __ATOMIC_RELEASE);
+	return __atomic_load_n(&s->state, __ATOMIC_SEQ_CST) == st;
 }
 
 /* slot_for finds name's slot, or takes one for it, and returns its index
  * in *idx; 0 if the PROBES slots where name may live all hold other names
- * in use. */
+ * in use.
+ *
+ * A slot is taken from another name only if that name has gone unused
+ * for REUSE_AFTER. The finder stores used and then checks that the state
+ * is unchanged; the taker changes the state (CAS to odd) and then checks
+ * that used is still old, and backs out if not. Both in sequentially
+ * consistent order, so at least one of them sees the other: a name is
+ * never given an address that another name takes at the same time. */
 static int slot_for(const char *name, size_t nl, uint32_t *idx)
 {
 	uint32_t n = hdr->nslots, h = fnv1a(name, nl) % n, now = now_sec();
 	for (int i = 0; i < PROBES; i++) {
 		uint32_t j = (h + (uint32_t)i) % n;
 		struct slot *s = &slots[j];
-		uint32_t st = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+		uint32_t st = __atomic_load_n(&s->state, __ATOMIC_SEQ_CST);
+		if (st == 0 || (st & 1) || !slot_holds(s, st, name, nl))
+			continue;
+		__atomic_store_n(&s->used, now, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&s->state, __ATOMIC_SEQ_CST) == st) {
+			*idx = hdr->base + j;
+			return 1;
+		}
+	}
+	for (int i = 0; i < PROBES; i++) {
+		uint32_t j = (h + (uint32_t)i) % n;
+		struct slot *s = &slots[j];
+		uint32_t st = __atomic_load_n(&s->state, __ATOMIC_SEQ_CST);
 		if (st & 1)
 			continue; /* another thread is writing it */
-		if (st != 0) {
-			if (slot_holds(s, st, name, nl)) {
-				__atomic_store_n(&s->used, now, __ATOMIC_RELAXED);
-				*idx = hdr->base + j;
-				return 1;
-			}
-			if (now - __atomic_load_n(&s->used, __ATOMIC_RELAXED) < REUSE_AFTER)
-				continue;
-		}
-		uint32_t next = st + 1;
-		if (!__atomic_compare_exchange_n(&s->state, &st, next, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		if (st != 0 && now - __atomic_load_n(&s->used, __ATOMIC_SEQ_CST) < REUSE_AFTER)
 			continue;
-		slot_fill(s, next + 1 < 2 ? 2 : next + 1, name, nl, now);
+		uint32_t mine = st + 1;
+		if (!__atomic_compare_exchange_n(&s->state, &st, mine, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			continue;
+		if (st != 0 && now - __atomic_load_n(&s->used, __ATOMIC_SEQ_CST) < REUSE_AFTER) {
+			__atomic_store_n(&s->state, st, __ATOMIC_SEQ_CST); /* its name was just used: back out */
+			continue;
+		}
+		s->len = (uint8_t)nl;
+		memcpy(s->name, name, nl);
+		__atomic_store_n(&s->used, now, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&s->state, mine + 1 < 2 ? 2 : mine + 1, __ATOMIC_SEQ_CST);
 		*idx = hdr->base + j;
 		return 1;
 	}
@@ -357,10 +383,6 @@ struct peer {
 };
 static struct peer peers[PEERS];
 
-typedef int (*connect_fn)(int, const struct sockaddr *, socklen_t);
-typedef int (*getpeername_fn)(int, struct sockaddr *, socklen_t *);
-static connect_fn real_connect;
-static getpeername_fn real_getpeername;
 
 /* fake_sockaddr copies sa, if it is a fake address (198.18.0.0/15,
  * fd00:5eed::/64, or IPv4-mapped fake) of a usable length, as the
@@ -438,10 +460,19 @@ __attribute__((visibility("default"))) int connect(int fd, const struct sockaddr
 	errno = saved_errno;
 	int r = real_connect(fd, sa, len);
 	if (r == 0 && p.len != 0) {
+		/* TCP only, and an address of the socket's own family: a TCP
+		 * socket is not connected again elsewhere (but through
+		 * AF_UNSPEC, which passes here), and the supervisor reports an
+		 * IPv4 destination of a dual-stack socket IPv4-mapped. */
 		saved_errno = errno;
-		uint64_t ino = fd_inode(fd);
-		if (ino != 0)
-			peer_set(fd, &p, ino);
+		int type = 0, domain = 0;
+		socklen_t tl = sizeof type, dl = sizeof domain;
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM &&
+		    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 && domain == sa->sa_family) {
+			uint64_t ino = fd_inode(fd);
+			if (ino != 0)
+				peer_set(fd, &p, ino);
+		}
 		errno = saved_errno;
 	}
 	return r;
@@ -456,7 +487,7 @@ __attribute__((visibility("default"))) int getpeername(int fd, struct sockaddr *
 			return -1;
 		}
 	}
-	if (hdr == NULL || fd < 0 || fd >= PEERS || sa == NULL || len == NULL)
+	if (hdr == NULL || fd < 0 || fd >= PEERS || sa == NULL || len == NULL || (int)*len < 0)
 		return real_getpeername(fd, sa, len);
 	struct peer *e = &peers[fd];
 	uint32_t seq = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
@@ -492,8 +523,12 @@ __attribute__((visibility("default"))) int getaddrinfo(const char *node, const c
 	int saved_errno = errno; /* the checks below must not leave theirs */
 	int family = hints ? hints->ai_family : AF_UNSPEC;
 	int flags = hints ? hints->ai_flags : (AI_V4MAPPED | AI_ADDRCONFIG);
+	/* AI_ADDRCONFIG asks the C library to look at the host's addresses
+	 * first; LOCALDOMAIN and RES_OPTIONS change its search list and
+	 * ndots from what the supervisor read at start. */
 	if ((family != AF_UNSPEC && family != AF_INET && family != AF_INET6) ||
-	    (flags & (AI_NUMERICHOST | AI_CANONNAME)))
+	    (flags & (AI_NUMERICHOST | AI_CANONNAME | AI_ADDRCONFIG)) ||
+	    getenv("LOCALDOMAIN") != NULL || getenv("RES_OPTIONS") != NULL)
 		return real_gai(node, service, hints, res);
 	char name[NAME_MAX_LEN + 1];
 	size_t nl;
@@ -521,12 +556,11 @@ __attribute__((visibility("default"))) int getaddrinfo(const char *node, const c
 		inet_ntop(AF_INET6, &a, num, sizeof num);
 	}
 	/* The C library does the rest (service names, socket types,
-	 * AI_V4MAPPED) for the numeric fake address. AI_ADDRCONFIG is
-	 * dropped: the address is not a real one. */
+	 * AI_V4MAPPED) for the numeric fake address. */
 	struct addrinfo h;
 	memset(&h, 0, sizeof h);
 	h.ai_family = family;
-	h.ai_flags = (flags | AI_NUMERICHOST) & ~AI_ADDRCONFIG;
+	h.ai_flags = flags | AI_NUMERICHOST;
 	if (hints) {
 		h.ai_socktype = hints->ai_socktype;
 		h.ai_protocol = hints->ai_protocol;
