@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -105,6 +106,7 @@ func checkLibc() error {
 // newPreloadTable writes the library and an empty table to a new private
 // directory.
 func newPreloadTable(prefer6 bool, mindots int) (*preloadTable, error) {
+	removeStalePreloadDirs()
 	dir, err := os.MkdirTemp("", "socksify-")
 	if err != nil {
 		return nil, err
@@ -121,6 +123,9 @@ func newPreloadTable(prefer6 bool, mindots int) (*preloadTable, error) {
 	// Traversable, not listable, by a program that changes its user;
 	// such a program finds the table unwritable and does without.
 	if err := os.Chmod(dir, 0o711); err != nil {
+		return fail(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return fail(err)
 	}
 	if err := os.WriteFile(t.lib, preloadLib, 0o755); err != nil {
@@ -141,6 +146,30 @@ func newPreloadTable(prefer6 bool, mindots int) (*preloadTable, error) {
 		return fail(err)
 	}
 	return t, nil
+}
+
+// removeStalePreloadDirs removes the directories of socksify processes
+// of this user that are gone without removing theirs (killed): each
+// names its supervisor in its pid file.
+func removeStalePreloadDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "socksify-[0-9]*"))
+	for _, d := range dirs {
+		var st unix.Stat_t
+		if unix.Lstat(d, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR || int(st.Uid) != os.Geteuid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(d, "pid"))
+		if err != nil {
+			continue // being made, or not ours
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if unix.Kill(pid, 0) == unix.ESRCH {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // checkExecMappable maps path executable, as the dynamic loader will.

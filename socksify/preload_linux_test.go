@@ -267,3 +267,27 @@ except socket.gaierror:
 		}
 	}
 }
+
+// TestRemoveStalePreloadDirs: the directory of a socksify that was killed
+// (its pid file names a process that is gone) is removed by the next
+// one; a live one's stays.
+func TestRemoveStalePreloadDirs(t *testing.T) {
+	live := newTestPreload(t)
+	stale := newTestPreload(t)
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stale.dir+"/pid", []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	next := newTestPreload(t)
+	if _, err := os.Stat(stale.dir); !os.IsNotExist(err) {
+		t.Errorf("the stale directory %s is still there (%v)", stale.dir, err)
+	}
+	for _, d := range []string{live.dir, next.dir} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s: %v", d, err)
+		}
+	}
+}
