@@ -55,8 +55,11 @@ func TestPreload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// ip netns exec bind-mounts this over /etc/hosts.
+	// ip netns exec bind-mounts these over /etc/hosts and
+	// /etc/nsswitch.conf, for socksify and its programs alike: the test
+	// does not depend on the machine's name service configuration.
 	write("hosts", "127.0.0.1 localhost\n127.0.0.9 hosted.example.test alias.example.test # comment\n")
+	write("nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n")
 	resolv, err := os.ReadFile(filepath.Join(etc, "resolv.conf"))
 	if err != nil {
 		t.Fatal(err)
