@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -230,18 +231,28 @@ func (t *preloadTable) name(idx uint32) (string, bool) {
 	if n > 253 || !validSlotName(s[9:9+n]) {
 		return "", false
 	}
-	var used [4]byte
-	binary.LittleEndian.PutUint32(used[:], monoSeconds())
-	t.f.WriteAt(used[:], off+4)
+	// Mark the slot used, for the library's reuse rule; a mark less than
+	// a minute old (the rule counts in ten minutes) is left as it is.
+	if now := monoSeconds(); now-binary.LittleEndian.Uint32(s[4:]) >= 60 {
+		var used [4]byte
+		binary.LittleEndian.PutUint32(used[:], now)
+		t.f.WriteAt(used[:], off+4)
+	}
 	return string(s[9 : 9+n]), true
 }
 
-// monoSeconds is CLOCK_MONOTONIC in seconds, the library's clock.
+// monoSeconds is CLOCK_MONOTONIC in seconds, the library's clock: read
+// once, then advanced with the monotonic clock of time.Now (the same
+// clock, read without a system call).
 func monoSeconds() uint32 {
+	return monoBase + uint32((time.Since(monoStart)+monoFrac)/time.Second)
+}
+
+var monoBase, monoFrac, monoStart = func() (uint32, time.Duration, time.Time) {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint32(ts.Sec)
-}
+	return uint32(ts.Sec), time.Duration(ts.Nsec), time.Now()
+}()
 
 // close closes the table and removes the directory. Programs that still
 // run keep their mappings; new ones do without the fast path.

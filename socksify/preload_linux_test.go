@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestPreloadLibSource: the committed library was built from the
@@ -289,5 +291,15 @@ func TestRemoveStalePreloadDirs(t *testing.T) {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("%s: %v", d, err)
 		}
+	}
+}
+
+// TestMonoSeconds: the supervisor's clock is the library's
+// (CLOCK_MONOTONIC seconds).
+func TestMonoSeconds(t *testing.T) {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	if got := monoSeconds(); got < uint32(ts.Sec) || got > uint32(ts.Sec)+1 {
+		t.Errorf("monoSeconds() = %d, CLOCK_MONOTONIC %d", got, ts.Sec)
 	}
 }
