@@ -95,6 +95,30 @@ func TestPipelinedSelection(t *testing.T) {
 			t.Fatalf("reply %v, %v", rep.Code, err)
 		}
 	})
+	t.Run("refused", func(t *testing.T) {
+		// A failure reply carries the held selection too.
+		closed := socks6test.Listen(t)
+		addr := closed.Addr().String()
+		closed.Close()
+		c := e2eDial(t, gw)
+		b, err := proto.Request{Command: proto.CommandConnect, Addr: e2eAddr(t, addr)}.AppendBinary(append([]byte(nil), greeting...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		release <- struct{}{}
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(e2eWait))
+		var sel [2]byte
+		if _, err := io.ReadFull(c, sel[:]); err != nil || sel != [2]byte{proto.Version5, byte(proto.MethodNoAuth)} {
+			t.Fatalf("selection % x, %v", sel, err)
+		}
+		rep, err := proto.ReadReply(c)
+		if err != nil || rep.Code != proto.ReplyConnectionRefused {
+			t.Fatalf("reply %v, %v; want connection refused", rep.Code, err)
+		}
+	})
 	t.Run("bad_request", func(t *testing.T) {
 		c := e2eDial(t, gw)
 		if _, err := c.Write(append(append([]byte(nil), greeting...), 0x04, 0x01, 0x00, 0x01, 192, 0, 2, 1, 0, 80)); err != nil {

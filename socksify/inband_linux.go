@@ -206,12 +206,26 @@ func (h *inband) read(n int, wait func(events int16) error) (bool, error) {
 // notification, which makes it hand the exchange off; it answers the
 // fake DNS server's UDP queries meanwhile, as the loop does.
 func (h *inband) waitInline(events int16) error {
-	est := &h.sup.spinIn
-	if events&unix.POLLOUT != 0 {
-		est = &h.sup.spinOut
+	est := &h.sup.spinReply
+	switch h.phase {
+	case phConnecting:
+		est = &h.sup.spinConnect
+	case phSelection:
+		est = &h.sup.spinSelection
 	}
 	start := time.Now()
-	spinUntil := start.Add(est.budget())
+	budget := est.budget()
+	spinUntil := start.Add(budget)
+	// A wait that ends without the answer (another notification, the
+	// deadline, an error) still tells how long the answer takes at
+	// least: record it if it outlasted the spin, so that a gateway that
+	// is slower than the notifications come stops being spun for.
+	answered := false
+	defer func() {
+		if d := time.Since(start); !answered && d > budget {
+			est.add(d)
+		}
+	}()
 	var fds [4]unix.PollFd
 	fds[0] = unix.PollFd{Fd: int32(h.dup), Events: events}
 	fds[1] = unix.PollFd{Fd: int32(h.sup.lfd), Events: unix.POLLIN}
@@ -262,6 +276,7 @@ func (h *inband) waitInline(events int16) error {
 			return errHandoff
 		}
 		if fds[0].Revents != 0 {
+			answered = true
 			est.add(time.Since(start))
 			return nil
 		}
@@ -314,16 +329,16 @@ func rawRecv(fd int, b []byte, flags int) (int, error) {
 // hypervisor) costs tens of microseconds, paid again when the loop wakes
 // the program. The program's connect returns that much sooner. The
 // budget adapts to the gateway: twice the recent time such a wait took
-// (an exponentially weighted moving average), at most maxInlineSpin, and
-// none at all once the waits take longer than that, as for a gateway
-// across the Internet. sched_yield between polls leaves the CPU to any
+// (an exponentially weighted moving average, kept apart for the
+// connection, the method selection and the reply, whose times differ),
+// at most maxInlineSpin, and none at all once the waits take longer than
+// that, as for a gateway across the Internet. sched_yield between polls leaves the CPU to any
 // other thread that wants it, so the spinning only uses time that would
 // otherwise be idle.
 const maxInlineSpin = 400 * time.Microsecond
 
-// A spinEstimate is the recent duration of one kind of inline wait (for
-// the connection to the gateway, or for its answers). Only the loop's
-// thread uses it.
+// A spinEstimate is the recent duration of one kind of inline wait. Only
+// the loop's thread uses it.
 type spinEstimate struct {
 	avg time.Duration // EWMA, weight 1/4
 	n   int
@@ -356,4 +371,6 @@ func (e *spinEstimate) add(d time.Duration) {
 	e.n++
 }
 
-func schedYield() { unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
+// schedYield yields the CPU without entering the runtime's system call
+// state, so that the loop keeps its P (see pollHeld).
+func schedYield() { unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }

@@ -183,3 +183,40 @@ func TestSpinEstimate(t *testing.T) {
 		t.Errorf("budget after 50µs waits: %v, want (0, %v]", b, maxInlineSpin)
 	}
 }
+
+// TestSpinHandedOff: waits that end by hand-off before the answer (a
+// gateway slower than the program's other notifications) feed the
+// estimate too, so the loop stops spinning for it instead of spending
+// the whole budget on every wait.
+func TestSpinHandedOff(t *testing.T) {
+	if !spinAllowed {
+		t.Skip("one CPU (or GOMAXPROCS 1): the loop never spins")
+	}
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sp[0])
+	defer unix.Close(sp[1])
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	sup := &supervisor{lfd: p[0]}
+	h := &inband{sup: sup, dup: sp[0], phase: phReply} // sp[1] never answers
+	for range 20 {
+		var b [16]byte
+		unix.Read(p[0], b[:])
+		tm := time.AfterFunc(2*time.Millisecond, func() { unix.Write(p[1], []byte{1}) })
+		err := h.waitInline(unix.POLLIN)
+		tm.Stop()
+		if err != errHandoff {
+			t.Fatalf("waitInline = %v, want errHandoff", err)
+		}
+	}
+	if b := sup.spinReply.budget(); b != 0 || sup.spinReply.avg < time.Millisecond {
+		t.Errorf("after 20 waits handed off at 2ms: average %v, budget %v; want at least 1ms and no spin", sup.spinReply.avg, b)
+	}
+}

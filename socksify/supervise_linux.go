@@ -458,28 +458,29 @@ func (p *Process) serve() {
 
 // A supervisor answers one program tree's notifications.
 type supervisor struct {
-	lfd       int // the seccomp listener
-	log       *slog.Logger
-	dialer    *client.Dialer
-	pol       policy
-	gw        []netip.AddrPort // the gateway's addresses
-	fake      *fakeTable
-	dns       *dnsServer
-	dnsFDs    []int         // the fake DNS server's UDP sockets, served by the loop
-	dnsBuf    []byte        // the loop's buffer for them
-	preload   *preloadTable // nil when the fast path is off
-	spinIn    spinEstimate  // inline waits for the gateway's answers (inband_linux.go)
-	spinOut   spinEstimate  // inline waits for the connection to the gateway
-	udp       *udpRelay
-	warm      *warmer    // nil if off
-	lis       *listenMgr // nil unless Supervisor.Publish is set
-	socks     sockTable
-	pidfds    pidfdCache // the notification loop's only
-	onConnect func(Event)
-	onListen  func(ListenEvent)
-	timeout   time.Duration // bounds reaching the gateway plus the handshake; negative: none
-	plain     bool          // CONNECT in plain SOCKS5, pipelined (socks5Request); else client.Dialer.Handshake
-	tlsRel    relay.Group   // connections to a TLS gateway, relayed (tlsrelay_linux.go)
+	lfd     int // the seccomp listener
+	log     *slog.Logger
+	dialer  *client.Dialer
+	pol     policy
+	gw      []netip.AddrPort // the gateway's addresses
+	fake    *fakeTable
+	dns     *dnsServer
+	dnsFDs  []int         // the fake DNS server's UDP sockets, served by the loop
+	dnsBuf  []byte        // the loop's buffer for them
+	preload *preloadTable // nil when the fast path is off
+	// Inline waits for the gateway (inband_linux.go): for the
+	// connection, the method selection and the reply.
+	spinConnect, spinSelection, spinReply spinEstimate
+	udp                                   *udpRelay
+	warm                                  *warmer    // nil if off
+	lis                                   *listenMgr // nil unless Supervisor.Publish is set
+	socks                                 sockTable
+	pidfds                                pidfdCache // the notification loop's only
+	onConnect                             func(Event)
+	onListen                              func(ListenEvent)
+	timeout                               time.Duration // bounds reaching the gateway plus the handshake; negative: none
+	plain                                 bool          // CONNECT in plain SOCKS5, pipelined (socks5Request); else client.Dialer.Handshake
+	tlsRel                                relay.Group   // connections to a TLS gateway, relayed (tlsrelay_linux.go)
 
 	ctx    context.Context // parent of the handshakes' contexts; cancelled by shutdown
 	cancel context.CancelFunc
