@@ -66,12 +66,7 @@ func exporter(c net.Conn, label string, id proto.SessionID) ([]byte, bool) {
 	if !ok {
 		return nil, false
 	}
-	cs := tc.ConnectionState()
-	if !cs.HandshakeComplete || cs.Version < tls.VersionTLS13 {
-		return nil, false
-	}
-	x, err := cs.ExportKeyingMaterial(label, id[:], proto.ExporterLen)
-	return x, err == nil
+	return proto.TLSExporter(tc.ConnectionState(), label, id)
 }
 
 // sessionKey returns the key of generation 0 of the session that ack

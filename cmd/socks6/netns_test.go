@@ -75,16 +75,7 @@ func TestUDPWhereOnlyTCPPasses(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	gw := exec.Command("ip", "netns", "exec", gwns.Name, gwBin, "-config", cfg)
-	var gwLog strings.Builder
-	gw.Stderr = &gwLog
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		gw.Process.Kill()
-		gw.Wait()
-	})
+	gwLog := gwns.Start(t, gwBin, "-config", cfg)
 	if !socks6test.WaitFor(10*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

@@ -55,21 +55,6 @@ func testDiscoveryDHCP(t *testing.T, v6 bool) {
 	t.Cleanup(func() { srv.Close() })
 
 	dir := t.TempDir()
-	run := func(ns *socks6test.NetNS, log *socks6test.Buffer, argv ...string) {
-		t.Helper()
-		cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name}, argv...)...)
-		cmd.Stderr = log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-			if t.Failed() {
-				t.Logf("%s:\n%s", argv[0], log.String())
-			}
-		})
-	}
 	hosts := filepath.Join(dir, "hosts")
 	cfg := filepath.Join(dir, "gw.toml")
 	if err := os.WriteFile(hosts, []byte("127.0.0.1 web.test\n"), 0o644); err != nil {
@@ -80,8 +65,7 @@ func testDiscoveryDHCP(t *testing.T, v6 bool) {
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var gwLog socks6test.Buffer
-	run(router, &gwLog, socks6dBin, "-config", cfg)
+	gwLog := router.Start(t, socks6dBin, "-config", cfg)
 	opt, err := exec.Command(socks6dBin, "dhcp-option", gwAddr).Output()
 	if err != nil {
 		t.Fatalf("socks6d dhcp-option: %v", err)

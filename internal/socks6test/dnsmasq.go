@@ -19,23 +19,10 @@ func Dnsmasq(t testing.TB, ns *NetNS, dev string, extra ...string) {
 		t.Skip("no dnsmasq (.ci/run installs dnsmasq-base)")
 	}
 	dir := t.TempDir()
-	args := append([]string{"netns", "exec", ns.Name, bin, "--no-daemon", "--conf-file=/dev/null", "--port=0",
+	log := ns.Start(t, append([]string{bin, "--no-daemon", "--conf-file=/dev/null", "--port=0",
 		"--interface=" + dev, "--bind-interfaces", "--dhcp-range=192.0.2.0,static,255.255.255.0",
 		"--dhcp-leasefile=" + filepath.Join(dir, "leases"), "--pid-file=" + filepath.Join(dir, "pid"),
-		"--user=root", "--log-dhcp"}, extra...)
-	cmd := exec.Command("ip", args...)
-	var log Buffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("dnsmasq:\n%s", log.String())
-		}
-	})
+		"--user=root", "--log-dhcp"}, extra...)...)
 	if !WaitFor(5*time.Second, func() bool { return strings.Contains(log.String(), "static leases only") }) {
 		t.Fatalf("dnsmasq did not start:\n%s", log.String())
 	}

@@ -185,3 +185,24 @@ func (n *NetNS) Listen(t testing.TB, network, addr string) net.Listener {
 	t.Cleanup(func() { ln.Close() })
 	return ln
 }
+
+// Start runs argv inside n (ip netns exec) in the background, with its
+// standard error in the returned Buffer, and kills it when the test
+// ends, logging that output if the test failed.
+func (n *NetNS) Start(t testing.TB, argv ...string) *Buffer {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name}, argv...)...)
+	log := new(Buffer)
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s in %s: %v", argv[0], n.Name, err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s:\n%s", filepath.Base(argv[0]), log.String())
+		}
+	})
+	return log
+}

@@ -39,13 +39,20 @@ type Servable interface {
 // listener's address.
 func ServeGateway(t testing.TB, srv Servable) string {
 	t.Helper()
+	return serveGateway(t, srv.Serve, srv.Shutdown)
+}
+
+// serveGateway runs serve on a new loopback listener until the test
+// ends, and then calls shutdown (5 s at most) and waits for serve.
+func serveGateway(t testing.TB, serve func(net.Listener) error, shutdown func(context.Context) error) string {
+	t.Helper()
 	ln := Listen(t)
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	go func() { done <- serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
+		shutdown(ctx)
 		<-done
 	})
 	return ln.Addr().String()

@@ -91,14 +91,5 @@ type TLSServable interface {
 // ServeGatewayTLS is ServeGateway for srv's ServeTLS with config.
 func ServeGatewayTLS(t testing.TB, srv TLSServable, config *tls.Config) string {
 	t.Helper()
-	ln := Listen(t)
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeTLS(ln, config) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
-	})
-	return ln.Addr().String()
+	return serveGateway(t, func(ln net.Listener) error { return srv.ServeTLS(ln, config) }, srv.Shutdown)
 }
