@@ -66,7 +66,12 @@ func exporter(c net.Conn, label string, id proto.SessionID) ([]byte, bool) {
 	if !ok {
 		return nil, false
 	}
-	return proto.TLSExporter(tc.ConnectionState(), label, id)
+	cs := tc.ConnectionState()
+	if !cs.HandshakeComplete || cs.Version < tls.VersionTLS13 {
+		return nil, false
+	}
+	x, err := cs.ExportKeyingMaterial(label, id[:], proto.ExporterLen)
+	return x, err == nil
 }
 
 // sessionKey returns the key of generation 0 of the session that ack

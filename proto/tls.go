@@ -3,7 +3,6 @@ package proto
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/tls"
 )
 
 // TLS exporter labels (RFC 8446 Section 7.5) of the session key and of
@@ -15,20 +14,6 @@ const (
 
 // ExporterLen is the length of both exporter outputs.
 const ExporterLen = 32
-
-// TLSExporter returns TLS-Exporter(label, id, ExporterLen) of the
-// connection whose state is cs, if it completed a TLS 1.3 handshake: the
-// draft's session keys and proofs are defined for TLS 1.3 only.
-func TLSExporter(cs tls.ConnectionState, label string, id SessionID) ([]byte, bool) {
-	if !cs.HandshakeComplete || cs.Version < tls.VersionTLS13 {
-		return nil, false
-	}
-	x, err := cs.ExportKeyingMaterial(label, id[:], ExporterLen)
-	if err != nil {
-		return nil, false
-	}
-	return x, true
-}
 
 // A SessionKey is a TLS session's key of one generation:
 // TLS-Exporter(ExporterSession, Session ID, 32) for generation 0. It is a

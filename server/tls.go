@@ -72,7 +72,15 @@ func (ss *session) exporter(label string, id proto.SessionID) ([]byte, bool) {
 	if !ok {
 		return nil, false
 	}
-	return proto.TLSExporter(tc.ConnectionState(), label, id)
+	cs := tc.ConnectionState()
+	if !cs.HandshakeComplete || cs.Version < tls.VersionTLS13 {
+		return nil, false
+	}
+	x, err := cs.ExportKeyingMaterial(label, id[:], proto.ExporterLen)
+	if err != nil {
+		return nil, false
+	}
+	return x, true
 }
 
 // deriveSessionKey makes the session a TLS session, with key generation

@@ -103,7 +103,9 @@ func testDiscoveryDHCP(t *testing.T, v6 bool) {
 	if !strings.Contains(stderr.String(), "advertised by DHCP "+gwAddr) {
 		t.Errorf("socksify -v does not say the gateway came from DHCP:\n%s", stderr.String())
 	}
-	if !strings.Contains(gwLog.String(), `"target":"web.test:8080"`) {
+	// The gateway writes the session's record when the relay ends, which
+	// may be a moment after curl has exited.
+	if !socks6test.WaitFor(5*time.Second, func() bool { return strings.Contains(gwLog.String(), `"target":"web.test:8080"`) }) {
 		t.Errorf("the gateway logged no session to web.test:8080:\n%s", gwLog.String())
 	}
 }
